@@ -1,0 +1,49 @@
+"""tinygrad_edu: a from-scratch autograd engine for learning how deep networks are trained.
+
+    from tinygrad_edu import Tensor, Function, no_grad, gradcheck, set_default_device
+
+Tensors live on a device (``"cpu"`` with NumPy, ``"cuda"`` with CuPy); ``TINYGRAD_EDU_DEVICE=cuda`` moves a whole
+program to the GPU.
+"""
+
+import numpy as _np
+
+from tinygrad_edu.backend import (
+    DeviceUnavailableError,
+    cuda_is_available,
+    get_backend,
+    get_default_device,
+    manual_seed,
+    set_default_device,
+)
+from tinygrad_edu.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
+from tinygrad_edu.gradcheck import GradcheckError, gradcheck
+from tinygrad_edu.tensor import (
+    Function,
+    Tensor,
+    cat,
+    concatenate,
+    is_grad_enabled,
+    maximum,
+    minimum,
+    no_grad,
+    split,
+    stack,
+    where,
+)
+
+float16 = _np.dtype("float16")
+float32 = _np.dtype("float32")
+float64 = _np.dtype("float64")
+int32 = _np.dtype("int32")
+int64 = _np.dtype("int64")
+bool_ = _np.dtype("bool")
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeviceUnavailableError", "Function", "GradcheckError", "Tensor", "arange", "bool_", "cat", "concatenate",
+    "cuda_is_available", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck",
+    "int32", "int64", "is_grad_enabled", "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand",
+    "randn", "set_default_device", "split", "stack", "where", "zeros", "zeros_like",
+]

@@ -1,0 +1,108 @@
+"""The Backend interface: what the core asks of an array library.
+
+The core never imports NumPy or CuPy for its math. Every op asks its tensor's backend for
+
+* ``xp``: an array namespace that follows the Python array API standard
+  (https://data-apis.org/array-api/), so ``xp.exp``, ``xp.matmul``, ``xp.sum`` ... work the same on every backend;
+* a few extras the standard lacks, documented below: random numbers, scatter-add, host transfer, and a hook for
+  kernels (matmul with an accumulation dtype).
+
+A backend is one device: ``"cpu"`` (NumPy), ``"cuda:0"`` (CuPy), ``"strict"`` (array_api_strict on a non-CPU
+device, used by the test suite to prove that no NumPy-only call hides in the core).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+#: Seed every backend's generator starts from, so that runs are reproducible by default (as in PyTorch).
+DEFAULT_SEED = 0
+
+
+class Backend:
+    """One device and the array library that computes on it.
+
+    Subclasses set ``name`` (the device string, e.g. ``"cpu"`` or ``"cuda:1"``), ``xp`` (the array API
+    namespace) and ``device`` (the namespace's device object, passed to ``xp.zeros(..., device=...)``), and
+    implement the extras below.
+    """
+
+    name: str
+    xp: Any
+    device: Any
+
+    # -- placement -------------------------------------------------------------------------------------------
+    def activate(self) -> contextlib.AbstractContextManager:
+        """A context in which the namespace computes on this backend's device (CuPy: ``with Device(n)``)."""
+        return contextlib.nullcontext()
+
+    def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
+        """Copy host data (a NumPy array, list or scalar) into a new array on this device."""
+        host = np.array(data, dtype=dtype, copy=True, order="K")
+        return self.from_host(host)
+
+    def from_host(self, host: np.ndarray) -> Any:
+        """Move a NumPy array onto this device (may share memory on the CPU)."""
+        raise NotImplementedError
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Return the array's values as a NumPy array in host memory."""
+        raise NotImplementedError
+
+    def owns(self, array: Any) -> bool:
+        """True when ``array`` is an array of this backend's library on this backend's device."""
+        raise NotImplementedError
+
+    # -- dtypes ----------------------------------------------------------------------------------------------
+    def dtype(self, dtype: np.dtype) -> Any:
+        """The namespace's dtype object for a NumPy dtype (``float32`` -> ``xp.float32``)."""
+        return np.dtype(dtype)
+
+    def numpy_dtype(self, dtype: Any) -> np.dtype:
+        """The NumPy dtype that names the namespace's ``dtype``: tensors report dtypes as NumPy dtypes."""
+        return np.dtype(dtype)
+
+    # -- random numbers (seedable, one generator per backend) ------------------------------------------------
+    def manual_seed(self, seed: int) -> None:
+        """Restart this backend's generator from ``seed``."""
+        raise NotImplementedError
+
+    def uniform(self, shape: tuple[int, ...], low: float, high: float, dtype: np.dtype) -> Any:
+        """Samples from U[low, high)."""
+        raise NotImplementedError
+
+    def normal(self, shape: tuple[int, ...], mean: float, std: float, dtype: np.dtype) -> Any:
+        """Samples from N(mean, std^2)."""
+        raise NotImplementedError
+
+    def bernoulli(self, shape: tuple[int, ...], p: float, dtype: np.dtype) -> Any:
+        """1 with probability ``p``, else 0, in ``dtype`` (a dropout mask is ``bernoulli(shape, 1 - p)``)."""
+        return self.xp.astype(self.uniform(shape, 0.0, 1.0, np.float32) < p, self.dtype(dtype))
+
+    # -- extras the standard lacks ---------------------------------------------------------------------------
+    def scatter_add(self, target: Any, index: Any, values: Any) -> None:
+        """``target[index] += values`` in place, adding repeated indices (unlike ``target[index] += values``)."""
+        raise NotImplementedError
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        """Matrix product that accumulates low-precision inputs in float32 (the kernel hook).
+
+        float32/float64 operands go to the library's own matmul. float16 operands are multiplied with a
+        float32 accumulator and rounded to float16 once at the end, as in mixed-precision training.
+        """
+        xp = self.xp
+        if a.dtype == xp.float32 or a.dtype == xp.float64 or a.dtype != b.dtype:
+            return xp.matmul(a, b)
+        return self.matmul_accumulate(a, b, xp.float32)
+
+    def matmul_accumulate(self, a: Any, b: Any, accumulate_dtype: Any) -> Any:
+        """Matmul of low-precision operands with an ``accumulate_dtype`` accumulator; result in ``a.dtype``."""
+        xp = self.xp
+        out = xp.matmul(xp.astype(a, accumulate_dtype), xp.astype(b, accumulate_dtype))
+        return xp.astype(out, a.dtype)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

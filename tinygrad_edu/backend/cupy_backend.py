@@ -1,0 +1,89 @@
+"""The CUDA backend: CuPy, seen through ``array_api_compat.cupy`` so that it speaks the array API standard.
+
+CuPy is imported only when a ``"cuda"`` device is asked for. Install it with the package's extra that matches the
+CUDA driver: ``pip install "tinygrad_edu[cuda12]"`` or ``"tinygrad_edu[cuda13]"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.backend.base import DEFAULT_SEED, Backend
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A CUDA device was asked for, but CuPy is missing or sees no GPU."""
+
+
+def import_cupy():
+    """Import CuPy and check that it sees a GPU; raise ``DeviceUnavailableError`` saying which part is missing."""
+    try:
+        import cupy
+    except ImportError as exc:
+        raise DeviceUnavailableError(
+            "device 'cuda' needs CuPy, which is not installed "
+            f"({exc}). Install the extra matching your CUDA driver: "
+            "pip install \"tinygrad_edu[cuda12]\" (CUDA 12.x) or \"tinygrad_edu[cuda13]\" (CUDA 13.x)."
+        ) from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError when there is no driver or no device
+        raise DeviceUnavailableError(
+            f"device 'cuda': CuPy {cupy.__version__} is installed but sees no CUDA GPU ({exc}). "
+            "Check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or use device 'cpu'."
+        ) from None
+    if count == 0:
+        raise DeviceUnavailableError(
+            f"device 'cuda': CuPy {cupy.__version__} is installed but sees no CUDA GPU. "
+            "Check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or use device 'cpu'."
+        )
+    return cupy
+
+
+class CupyBackend(Backend):
+    """Device ``"cuda:N"``: CuPy arrays on GPU ``N``, a seeded ``cupy.random.RandomState`` per device."""
+
+    def __init__(self, index: int) -> None:
+        cupy = import_cupy()
+        count = cupy.cuda.runtime.getDeviceCount()
+        if not 0 <= index < count:
+            raise DeviceUnavailableError(f"device 'cuda:{index}' does not exist: CuPy sees {count} GPU(s)")
+        import array_api_compat.cupy
+        import cupyx
+
+        self._cupy, self._cupyx = cupy, cupyx
+        self.xp = array_api_compat.cupy
+        self.name = f"cuda:{index}"
+        self.device = cupy.cuda.Device(index)
+        self.manual_seed(DEFAULT_SEED)
+
+    def activate(self):
+        return self.device
+
+    def from_host(self, host):
+        with self.device:
+            return self._cupy.asarray(host)
+
+    def to_host(self, array):
+        return self._cupy.asnumpy(array)
+
+    def owns(self, array: Any) -> bool:
+        return isinstance(array, self._cupy.ndarray) and array.device.id == self.device.id
+
+    def manual_seed(self, seed):
+        with self.device:
+            self.rng = self._cupy.random.RandomState(seed)
+
+    def uniform(self, shape, low, high, dtype):
+        with self.device:
+            return self.rng.uniform(low, high, size=shape).astype(np.dtype(dtype), copy=False)
+
+    def normal(self, shape, mean, std, dtype):
+        with self.device:
+            return self.rng.normal(mean, std, size=shape).astype(np.dtype(dtype), copy=False)
+
+    def scatter_add(self, target, index, values):
+        with self.device:
+            self._cupyx.scatter_add(target, index, values)

@@ -1,0 +1,45 @@
+"""The affine layer as one op: y = x Wᵀ + b, with its backward written out."""
+
+from __future__ import annotations
+
+from tinygrad_edu.ops.broadcast import accumulating_sum
+from tinygrad_edu.tensor import Function, Tensor
+
+
+class LinearFunction(Function):
+    """y = x Wᵀ + b for x of shape (..., in), W (out, in), b (out,).
+
+    With G = dL/dy and x, G flattened to matrices X (n, in), G (n, out) over the leading axes:
+
+        dL/dx = G W            dL/dW = Gᵀ X            dL/db = Σ_rows G
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(
+                f"linear: input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)} "
+                "(expected input (..., in_features) and weight (out_features, in_features))"
+            )
+        if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+        ctx.save_for_backward(x, weight)
+        y = ctx.backend.matmul(x, ctx.xp.matrix_transpose(weight))
+        return y if bias is None else y + bias
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        x, weight = ctx.saved_tensors
+        grad_x = ctx.backend.matmul(g, weight) if ctx.needs_input_grad[0] else None
+        g2 = xp.reshape(g, (-1, g.shape[-1]))
+        grad_w = ctx.backend.matmul(xp.matrix_transpose(g2), xp.reshape(x, (-1, x.shape[-1])))
+        grad_b = accumulating_sum(xp, g2, axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` (``torch.nn.functional.linear``)."""
+    if bias is None:
+        return LinearFunction.apply(x, weight)
+    return LinearFunction.apply(x, weight, bias)

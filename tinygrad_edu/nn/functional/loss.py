@@ -1,0 +1,103 @@
+"""Losses, each one op with its gradient in closed form (float16 inputs are computed in float32)."""
+
+from __future__ import annotations
+
+from tinygrad_edu.ops.broadcast import accumulating_sum
+from tinygrad_edu.tensor import Function, Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(xp, per_sample, reduction):
+    if reduction == "mean":
+        return xp.mean(per_sample)
+    if reduction == "sum":
+        return xp.sum(per_sample)
+    return per_sample
+
+
+def _upstream(xp, g, reduction, n):
+    """dL/d(per-sample loss) from dL/d(reduced loss)."""
+    return g / n if reduction == "mean" else g
+
+
+def _check_reduction(op, reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+class CrossEntropy(Function):
+    """ℓᵢ = -log softmax(zᵢ)[tᵢ] = logsumexp(zᵢ) - zᵢ[tᵢ] for logits z (N, C) and class indices t (N,).
+
+    dℓᵢ/dzᵢ = softmax(zᵢ) - onehot(tᵢ). The softmax subtracts each row's max first, so it never overflows.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, reduction="mean"):
+        xp = ctx.xp
+        if logits.ndim != 2 or target.ndim != 1 or target.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"cross_entropy: expected logits (N, C) and target (N,), got {tuple(logits.shape)} and "
+                f"{tuple(target.shape)}"
+            )
+        if not xp.isdtype(target.dtype, "integral"):
+            raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}")
+        n, classes = logits.shape
+        if n and bool(xp.any((target < 0) | (target >= classes))):
+            raise ValueError(f"cross_entropy: target values must be in [0, {classes}), got values outside")
+        z = logits if logits.dtype != getattr(xp, "float16", None) else xp.astype(logits, xp.float32)
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        sum_exp = xp.sum(exp, axis=1, keepdims=True)
+        onehot = xp.astype(xp.arange(classes, device=logits.device)[None, :] == target[:, None], z.dtype)
+        per_sample = xp.log(sum_exp)[:, 0] - xp.sum(shifted * onehot, axis=1)
+        ctx.save_for_backward(exp / sum_exp, onehot)
+        ctx.reduction, ctx.n, ctx.dtype = reduction, n, logits.dtype
+        return xp.astype(_reduce(xp, per_sample, reduction), logits.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        softmax, onehot = ctx.saved_tensors
+        g = xp.astype(_upstream(xp, g, ctx.reduction, ctx.n), softmax.dtype)
+        g = g[:, None] if ctx.reduction == "none" else g
+        return xp.astype((softmax - onehot) * g, ctx.dtype), None
+
+
+class MSELoss(Function):
+    """ℓ = (a - b)²  elementwise;  dℓ/da = 2 (a - b),  dℓ/db = -2 (a - b)."""
+
+    @staticmethod
+    def forward(ctx, a, b, reduction="mean"):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
+        diff = a - b
+        ctx.save_for_backward(diff)
+        ctx.reduction, ctx.n = reduction, diff.size
+        squared = diff * diff
+        if reduction == "none":
+            return squared
+        total = accumulating_sum(ctx.xp, squared)
+        return total / ctx.n if reduction == "mean" else total
+
+    @staticmethod
+    def backward(ctx, g):
+        (diff,) = ctx.saved_tensors
+        grad = 2 * diff * _upstream(ctx.xp, g, ctx.reduction, ctx.n)
+        return (grad if ctx.needs_input_grad[0] else None, -grad if ctx.needs_input_grad[1] else None)
+
+
+def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of ``logits`` (N, C) against integer class indices ``target`` (N,)."""
+    _check_reduction("cross_entropy", reduction)
+    if not isinstance(target, Tensor):
+        target = Tensor(target, device=logits.device)
+    return CrossEntropy.apply(logits, target, reduction=reduction)
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean squared error (``reduction="mean"``), or its sum, or the elementwise squares (``"none"``)."""
+    _check_reduction("mse_loss", reduction)
+    if not isinstance(target, Tensor):
+        target = Tensor(target, dtype=input.dtype, device=input.device)
+    return MSELoss.apply(input, target, reduction=reduction)

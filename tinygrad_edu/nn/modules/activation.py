@@ -1,0 +1,24 @@
+"""Activation modules, thin wrappers over ``tinygrad_edu.nn.functional``."""
+
+from __future__ import annotations
+
+from tinygrad_edu.nn import functional as F
+from tinygrad_edu.nn.modules.module import Module
+from tinygrad_edu.tensor import Tensor
+
+
+class ReLU(Module):
+    """``max(x, 0)`` elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()

@@ -1,0 +1,158 @@
+"""``Module`` (the base of every layer) and ``Parameter`` (a tensor a module trains)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.backend import get_backend
+from tinygrad_edu.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that is a trainable weight of a Module: it requires grad and is listed by ``parameters()``."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, requires_grad: bool = True, device: str | None = None):
+        if isinstance(data, Tensor):
+            backend = get_backend(device) if device is not None else data.backend
+            array = data.data if backend is data.backend else backend.from_host(data.numpy())
+        else:
+            backend = get_backend(device)
+            array = backend.asarray(data)
+        self.data, self.backend, self.grad, self._ctx, self.requires_grad = array, backend, None, None, False
+        self.requires_grad_(requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers, as ``torch.nn.Module``: assign Parameters, buffers and sub-Modules as attributes.
+
+    ``parameters()`` and ``named_parameters()`` find them (depth first, in assignment order), ``train()``/``eval()``
+    set ``self.training`` everywhere below, ``to(device)`` moves everything, ``state_dict()`` returns NumPy copies.
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
+        """A tensor that is part of the module's state but not trained (e.g. batchnorm's running mean)."""
+        setattr(self, name, tensor)
+        self._buffers[name] = tensor
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # -- traversal -------------------------------------------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        for prefix, module in self.named_modules():
+            for name, p in module._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{prefix}.{name}" if prefix else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        for prefix, module in self.named_modules():
+            for name, b in module._buffers.items():
+                if b is not None:
+                    yield (f"{prefix}.{name}" if prefix else name), b
+
+    # -- modes, gradients, devices ------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, device: str) -> Module:
+        """Move every parameter and buffer to ``device`` in place (the Parameter objects stay the same)."""
+        backend = get_backend(device)
+        for module in self.modules():
+            for tensor in list(module._parameters.values()) + [b for b in module._buffers.values() if b is not None]:
+                if tensor.backend is not backend:
+                    tensor.data = backend.from_host(tensor.numpy())
+                    tensor.backend = backend
+                    tensor.grad = None
+        return self
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Host copies of every parameter and buffer, by dotted name."""
+        state = OrderedDict((name, p.numpy().copy()) for name, p in self.named_parameters())
+        state.update((name, b.numpy().copy()) for name, b in self.named_buffers())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy values into the parameters and buffers; all names, shapes and dtypes are checked before any copy."""
+        targets = dict(self.named_parameters())
+        targets.update(self.named_buffers())
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if missing or unexpected:
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        arrays = {}
+        for name, target in targets.items():
+            value = np.asarray(state[name].numpy() if isinstance(state[name], Tensor) else state[name])
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: {name} has shape {value.shape} in the state, "
+                    f"{target.shape} in the module"
+                )
+            arrays[name] = value.astype(target.dtype)
+        for name, target in targets.items():
+            target.data = target.backend.from_host(arrays[name].copy())
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        if not lines:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"

@@ -1,0 +1,34 @@
+"""Two helpers every backward pass needs: ``unbroadcast`` and ``accumulating_sum``.
+
+Broadcasting copies an input along new leading axes and along its size-1 axes. In the backward pass each copy
+received its own gradient, and the chain rule adds them: ``unbroadcast`` sums the gradient over those axes so it
+has the input's shape again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def accumulating_sum(xp: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """``xp.sum``, accumulated in float32 when ``x`` is float16 (large FP16 sums lose digits), in ``x.dtype``."""
+    float16 = getattr(xp, "float16", None)
+    if float16 is not None and x.dtype == float16:
+        return xp.astype(xp.sum(x, axis=axis, keepdims=keepdims, dtype=xp.float32), float16)
+    return xp.sum(x, axis=axis, keepdims=keepdims)
+
+
+def unbroadcast(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``grad`` (the shape of a broadcast result) down to ``shape`` (the shape of the input that was broadcast)."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+    )
+    return xp.reshape(accumulating_sum(xp, grad, axis=axes, keepdims=True), shape)
+
+
+def shape_of(value: Any) -> tuple[int, ...] | None:
+    """The shape of an array operand, None for a Python scalar (which gets no gradient)."""
+    return tuple(value.shape) if hasattr(value, "shape") else None

@@ -1,0 +1,201 @@
+"""Elementwise functions: each backward multiplies g = dL/dz by the derivative dz/dx at the same element.
+
+Conventions at points where the derivative is not defined (the same as PyTorch's):
+relu'(0) = 0, |x|'(0) = 0, clip passes the gradient on the closed interval [min, max],
+maximum/minimum split the gradient equally between tied inputs (which is also what central differences measure).
+"""
+
+from __future__ import annotations
+
+from tinygrad_edu.ops.broadcast import shape_of, unbroadcast
+from tinygrad_edu.tensor import Function
+
+
+class Exp(Function):
+    """z = exp(x);  dz/dx = z."""
+
+    @staticmethod
+    def forward(ctx, x):
+        z = ctx.xp.exp(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * z
+
+
+class Log(Function):
+    """z = log(x);  dz/dx = 1 / x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g / x
+
+
+class Sqrt(Function):
+    """z = sqrt(x);  dz/dx = 1 / (2 z)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        z = ctx.xp.sqrt(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g / (2 * z)
+
+
+class Tanh(Function):
+    """z = tanh(x);  dz/dx = 1 - z²."""
+
+    @staticmethod
+    def forward(ctx, x):
+        z = ctx.xp.tanh(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * (1 - z * z)
+
+
+class Sigmoid(Function):
+    """z = 1 / (1 + exp(-x));  dz/dx = z (1 - z).
+
+    Computed as exp(min(x, 0)) / (1 + exp(-|x|)), which never overflows.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        e = xp.exp(-xp.abs(x))
+        z = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * z * (1 - z)
+
+
+class Relu(Function):
+    """z = max(x, 0);  dz/dx = 1 where x > 0, else 0 (Glorot et al. 2011)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        z = ctx.xp.maximum(x, 0)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return ctx.xp.where(z > 0, g, 0.0)
+
+
+class Abs(Function):
+    """z = |x|;  dz/dx = sign(x) (0 at 0)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * ctx.xp.sign(x)
+
+
+class Clip(Function):
+    """z = min(max(x, min), max);  dz/dx = 1 where min <= x <= max, else 0."""
+
+    @staticmethod
+    def forward(ctx, x, min=None, max=None):  # noqa: A002
+        if min is not None and max is not None and min > max:
+            raise ValueError(f"Clip: min ({min}) is greater than max ({max})")
+        ctx.save_for_backward(x)
+        ctx.bounds = min, max
+        return ctx.xp.clip(x, min, max)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        (x,) = ctx.saved_tensors
+        low, high = ctx.bounds
+        if low is not None:
+            g = xp.where(x >= low, g, 0.0)
+        if high is not None:
+            g = xp.where(x <= high, g, 0.0)
+        return g
+
+
+def _tie_split(xp, a, b, z, g, shape_a, shape_b, needs):
+    """Gradients of z = max(a, b) or min(a, b): the chosen input gets g, tied inputs g / 2 each."""
+    a_wins = xp.astype(a == z, g.dtype)
+    b_wins = xp.astype(b == z, g.dtype)
+    share = g / (a_wins + b_wins)
+    return (unbroadcast(xp, share * a_wins, shape_a) if needs[0] else None,
+            unbroadcast(xp, share * b_wins, shape_b) if needs[1] else None)
+
+
+class Maximum(Function):
+    """z = max(a, b) elementwise;  the larger input gets g, ties split it."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        z = ctx.xp.maximum(a, b)
+        ctx.save_for_backward(a, b, z)
+        ctx.shapes = shape_of(a), shape_of(b)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, z = ctx.saved_tensors
+        return _tie_split(ctx.xp, a, b, z, g, *ctx.shapes, ctx.needs_input_grad)
+
+
+class Minimum(Function):
+    """z = min(a, b) elementwise;  the smaller input gets g, ties split it."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        z = ctx.xp.minimum(a, b)
+        ctx.save_for_backward(a, b, z)
+        ctx.shapes = shape_of(a), shape_of(b)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, z = ctx.saved_tensors
+        return _tie_split(ctx.xp, a, b, z, g, *ctx.shapes, ctx.needs_input_grad)
+
+
+class Where(Function):
+    """z = a where condition else b;  dL/da = g where condition, dL/db = g elsewhere."""
+
+    @staticmethod
+    def forward(ctx, a, b, condition):
+        ctx.save_for_backward(condition)
+        ctx.shapes = shape_of(a), shape_of(b)
+        return ctx.xp.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        (condition,) = ctx.saved_tensors
+        a_shape, b_shape = ctx.shapes
+        return (unbroadcast(xp, xp.where(condition, g, 0.0), a_shape) if ctx.needs_input_grad[0] else None,
+                unbroadcast(xp, xp.where(condition, 0.0, g), b_shape) if ctx.needs_input_grad[1] else None)

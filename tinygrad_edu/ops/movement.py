@@ -1,0 +1,116 @@
+"""Ops that move elements without changing them: each backward moves the gradient back the same way.
+
+reshape <-> reshape back; permute <-> the inverse permutation; expand (broadcast) <-> sum over the copies;
+indexing <-> write (scatter-add) the gradient into a zero array at the same positions; concatenate <-> slice;
+pad <-> slice out the interior.
+"""
+
+from __future__ import annotations
+
+from tinygrad_edu.ops.broadcast import unbroadcast
+from tinygrad_edu.tensor import Function
+
+
+class Reshape(Function):
+    """z = x viewed with another shape of the same size;  dL/dx = g reshaped to x's shape."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.x_shape = tuple(x.shape)
+        return ctx.xp.reshape(x, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.xp.reshape(g, ctx.x_shape)
+
+
+class Permute(Function):
+    """z = x with its axes reordered (z.shape[i] = x.shape[dims[i]]);  dL/dx = g permuted by the inverse order."""
+
+    @staticmethod
+    def forward(ctx, x, dims):
+        ctx.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+        return ctx.xp.permute_dims(x, dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.xp.permute_dims(g, ctx.inverse)
+
+
+class Expand(Function):
+    """z = x broadcast to ``shape`` (no copy);  dL/dx = g summed over the broadcast axes."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.x_shape = tuple(x.shape)
+        return ctx.xp.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return unbroadcast(ctx.xp, g, ctx.x_shape)
+
+
+class GetItem(Function):
+    """z = x[index];  dL/dx = zeros with g added at the indexed positions.
+
+    Slices, integers, ``None`` and boolean masks pick each element at most once, so the gradient is written with an
+    assignment. Integer-array indices may pick an element several times (``x[[0, 0]]``): those gradients must add
+    up, which is the backend's scatter-add.
+    """
+
+    @staticmethod
+    def forward(ctx, x, index):
+        xp = ctx.xp
+        ctx.x_shape, ctx.x_dtype, ctx.index = tuple(x.shape), x.dtype, index
+        ctx.repeats = any(hasattr(i, "dtype") and i.dtype != xp.bool for i in index)
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        grad = xp.zeros(ctx.x_shape, dtype=g.dtype, device=g.device)
+        if ctx.repeats:
+            ctx.backend.scatter_add(grad, ctx.index, g)
+        else:
+            grad[ctx.index] = g
+        return grad
+
+
+class Concatenate(Function):
+    """z = [x₁, x₂, ...] joined along ``axis``;  dL/dxᵢ = the slice of g where xᵢ went."""
+
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        if not xs:
+            raise ValueError("Concatenate: expected at least one tensor")
+        ndim = xs[0].ndim
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"Concatenate: axis {axis} is out of range for {ndim}-dimensional tensors")
+        ctx.axis = axis % ndim
+        ctx.sizes = [x.shape[ctx.axis] for x in xs]
+        return ctx.xp.concat(xs, axis=ctx.axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        grads, start = [], 0
+        for size in ctx.sizes:
+            grads.append(g[(slice(None),) * ctx.axis + (slice(start, start + size), Ellipsis)])
+            start += size
+        return tuple(grads)
+
+
+class Pad(Function):
+    """z = x surrounded by zeros (``pad_width[i] = (before, after)`` on axis i);  dL/dx = the interior of g."""
+
+    @staticmethod
+    def forward(ctx, x, pad_width):
+        xp = ctx.xp
+        shape = tuple(n + before + after for n, (before, after) in zip(x.shape, pad_width))
+        ctx.interior = tuple(slice(before, before + n) for n, (before, _) in zip(x.shape, pad_width)) + (Ellipsis,)
+        out = xp.zeros(shape, dtype=x.dtype, device=x.device)
+        out[ctx.interior] = x
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.interior]

@@ -1,0 +1,775 @@
+"""Tensor and the tape: ``Function``, its context, ``backward`` and ``no_grad``.
+
+How the tape works, in four sentences:
+
+1. Every differentiable op is a ``Function`` subclass with ``forward(ctx, *arrays)`` and ``backward(ctx, grad)``
+   side by side; ``Op.apply(*tensors)`` runs ``forward`` on the tensors' arrays and returns a new ``Tensor``.
+2. When an input requires grad, ``apply`` keeps the context ``ctx`` on the output (``out._ctx``); ``ctx.parents``
+   points back to the inputs, so the outputs and their contexts form a graph (the tape).
+3. ``loss.backward()`` sorts that graph so every tensor comes after the tensors it was computed from, walks it in
+   reverse, and calls each op's ``backward`` with the gradient of the loss with respect to the op's output; the
+   returned gradients are added into the inputs (the chain rule, one op at a time).
+4. Leaves (tensors made by the user with ``requires_grad=True``) collect their gradient in ``.grad``; after the
+   walk, the arrays the ops saved are freed, unless ``retain_graph=True``.
+
+Inside ``forward`` and ``backward`` values are plain arrays of the backend's namespace ``ctx.xp`` (NumPy, CuPy,
+array_api_strict), so a backward pass is ordinary array math and is not itself recorded on the tape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.backend import Backend, get_backend, get_default_device
+
+_grad_enabled = True
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) in which ops record nothing on the tape: for evaluation and updates."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, False
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+        return False
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return _grad_enabled
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Function: one differentiable op, and the context its forward and backward share
+# ----------------------------------------------------------------------------------------------------------------
+class Function:
+    """Base class of differentiable ops, used as in ``torch.autograd.Function``.
+
+    Subclass it and write two static methods side by side::
+
+        class Square(Function):
+            @staticmethod
+            def forward(ctx, x):               # x: an array of ctx.xp
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, grad):           # grad: dL/d(output), same shape as the output
+                (x,) = ctx.saved_tensors
+                return 2 * x * grad            # dL/dx, one gradient per input of forward
+
+        y = Square.apply(t)
+
+    ``backward`` returns one gradient per positional input of ``forward`` (a tuple when there are several; ``None``
+    for inputs that are not tensors or need no gradient: see ``ctx.needs_input_grad``). A gradient must have the
+    shape of its input. The instance passed as ``ctx`` carries ``ctx.xp`` (the array namespace), ``ctx.backend``,
+    ``ctx.needs_input_grad`` and any attribute the forward sets on it.
+    """
+
+    # set on the context (an instance of the subclass) by apply()
+    parents: tuple[Tensor | None, ...]
+    needs_input_grad: tuple[bool, ...]
+    backend: Backend
+
+    @staticmethod
+    def forward(ctx: Function, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Function, *grads: Any) -> Any:
+        raise NotImplementedError
+
+    # -- the context API -----------------------------------------------------------------------------------------
+    @property
+    def xp(self) -> Any:
+        """The array namespace of the op's backend (``numpy``, ``array_api_compat.cupy``, ``array_api_strict``)."""
+        return self.backend.xp
+
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep arrays (or tensors) for ``backward``; they are freed after the backward pass."""
+        self._saved = tuple(v.data if isinstance(v, Tensor) else v for v in values)
+
+    @property
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """What ``forward`` passed to ``save_for_backward``, as arrays."""
+        saved = getattr(self, "_saved", ())
+        if saved is None:
+            raise RuntimeError(
+                f"Trying to backward through {type(self).__name__} a second time, but its saved arrays were freed "
+                "after the first backward. Call the first backward with retain_graph=True if you need to backward "
+                "through the same graph twice."
+            )
+        return saved
+
+    # -- running the op ------------------------------------------------------------------------------------------
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        """Run ``forward`` on the arrays of ``args`` and return its result as a Tensor, recorded on the tape."""
+        backend = None
+        for a in args:
+            if isinstance(a, Tensor):
+                if backend is None:
+                    backend = a.backend
+                elif a.backend is not backend:
+                    devices = sorted({t.device for t in args if isinstance(t, Tensor)})
+                    raise RuntimeError(
+                        f"{cls.__name__}: expected all tensors on one device, got tensors on {' and '.join(devices)}."
+                        " Move them with .to(device) first."
+                    )
+        if backend is None:
+            raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
+        ctx = cls.__new__(cls)
+        ctx.backend = backend
+        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        try:
+            with backend.activate():
+                out = cls.forward(ctx, *arrays, **kwargs)
+        except ValueError as exc:  # e.g. shapes that do not broadcast: say which op and which shapes
+            if str(exc).startswith(cls.__name__):
+                raise
+            shapes = " and ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in arrays)
+            raise ValueError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes}: {exc}") from exc
+        if isinstance(out, Tensor):
+            out = out.data
+        elif isinstance(out, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
+            out = np.asarray(out)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        requires_grad = _grad_enabled and any(needs)
+        result = Tensor._wrap(out, ctx.backend, requires_grad)  # forward may move the result (ToDevice)
+        if requires_grad:
+            ctx.needs_input_grad = needs
+            ctx.parents = tuple(a if isinstance(a, Tensor) else None for a in args)
+            result._ctx = ctx
+        return result
+
+    def _free(self) -> None:
+        self._saved = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tensor
+# ----------------------------------------------------------------------------------------------------------------
+class Tensor:
+    """An n-dimensional array on a device, and the node of the tape that produced it.
+
+    ``Tensor(data, requires_grad=False, dtype=None, device=None)`` copies ``data`` (a list, scalar, NumPy array,
+    backend array or Tensor) onto ``device`` (default: the default device). Python floats become float32, Python
+    ints int64; arrays keep their dtype, as in ``torch.tensor``.
+    """
+
+    __slots__ = ("data", "backend", "requires_grad", "grad", "_ctx", "__weakref__")
+    __array_priority__ = 1000  # numpy_array + tensor calls Tensor.__radd__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None):
+        backend = get_backend(device) if device is not None else None
+        if isinstance(data, Tensor):
+            if backend is None:
+                backend = data.backend
+            host_or_array = data.data if backend is data.backend else data.numpy()
+        else:
+            host_or_array = data
+        if backend is None:
+            backend = _backend_of(data) or get_backend(get_default_device())
+        if backend.owns(host_or_array):
+            array = backend.xp.asarray(host_or_array, copy=True)
+            if dtype is not None:
+                array = backend.xp.astype(array, backend.dtype(np.dtype(dtype)))
+        else:
+            host = _host_array(host_or_array, dtype)
+            array = backend.asarray(host)
+        self.data = array
+        self.backend = backend
+        self.grad: Tensor | None = None
+        self._ctx: Function | None = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _wrap(array: Any, backend: Backend, requires_grad: bool = False) -> Tensor:
+        """Wrap an array of ``backend`` without copying (used by ``Function.apply``)."""
+        t = Tensor.__new__(Tensor)
+        t.data, t.backend, t.requires_grad, t.grad, t._ctx = array, backend, requires_grad, None, None
+        return t
+
+    # -- properties ----------------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.data.shape, dtype=np.int64))
+
+    def numel(self) -> int:
+        return self.size
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The element type, as a NumPy dtype (``tinygrad_edu.float32`` is ``numpy.dtype('float32')``)."""
+        return self.backend.numpy_dtype(self.data.dtype)
+
+    @property
+    def device(self) -> str:
+        """The device string: ``"cpu"``, ``"cuda:0"``, ..."""
+        return self.backend.name
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors not produced by a recorded op (their ``.grad`` is filled by ``backward``)."""
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> Function | None:
+        """The context of the op that produced this tensor, or None for a leaf."""
+        return self._ctx
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place; only floating-point tensors can require grad."""
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(
+                f"only floating-point tensors can require grad; this tensor has dtype {self.dtype}. "
+                "Convert it first, e.g. t.float()."
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    # -- conversion ----------------------------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array in host memory (a copy for device tensors)."""
+        return self.backend.to_host(self.data)
+
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python number."""
+        if self.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to a Python number, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, cut from the tape (no grad)."""
+        return Tensor._wrap(self.data, self.backend, False)
+
+    def to(self, device: str | None = None, dtype: Any = None) -> Tensor:
+        """This tensor on ``device`` and/or of ``dtype`` (differentiable; returns ``self`` if nothing changes)."""
+        out = self
+        if device is not None and get_backend(device) is not self.backend:
+            out = _ops.ToDevice.apply(out, get_backend(device))
+        if dtype is not None:
+            out = out.astype(dtype)
+        return out
+
+    def astype(self, dtype: Any) -> Tensor:
+        """Cast to ``dtype`` (differentiable: the gradient is cast back)."""
+        if np.dtype(dtype) == self.dtype:
+            return self
+        return _ops.Cast.apply(self, np.dtype(dtype))
+
+    def half(self) -> Tensor:
+        return self.astype(np.float16)
+
+    def float(self) -> Tensor:
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> Tensor:
+        return self.to(f"cuda:{index}")
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        values = np.array2string(self.numpy(), separator=", ", prefix="Tensor(")
+        return f"Tensor({values}, dtype={self.dtype}, device={self.device!r}{grad})"
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor with shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__
+
+    # -- autograd ------------------------------------------------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) · grad into the ``.grad`` of every leaf that requires grad.
+
+        ``grad`` (the upstream gradient) may be omitted only for a one-element tensor, where it is 1. The arrays the
+        graph saved are freed afterwards unless ``retain_graph=True``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
+        xp = self.backend.xp
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward(): grad can be created implicitly only for one-element outputs; this tensor has shape "
+                    f"{self.shape}. Pass grad= (an array or Tensor of that shape), or reduce it first (e.g. .sum())."
+                )
+            upstream = xp.ones_like(self.data)
+        else:
+            upstream = grad.data if isinstance(grad, Tensor) else self.backend.asarray(grad, self.dtype)
+            if isinstance(grad, Tensor) and grad.backend is not self.backend:
+                raise RuntimeError(f"backward(): grad is on {grad.device} but the tensor is on {self.device}")
+            if tuple(upstream.shape) != self.shape:
+                raise ValueError(f"backward(): grad has shape {tuple(upstream.shape)}, the tensor has shape {self.shape}")
+        if self._ctx is None:  # a leaf: its gradient is the upstream gradient
+            _accumulate(self, upstream)
+            return
+        grads = {id(self): upstream}
+        for node in reversed(_topological_order(self)):
+            ctx = node._ctx
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            with ctx.backend.activate():
+                input_grads = ctx.backward(ctx, g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            if len(input_grads) != len(ctx.parents):
+                raise RuntimeError(
+                    f"{type(ctx).__name__}.backward returned {len(input_grads)} gradient(s) for "
+                    f"{len(ctx.parents)} input(s) of forward"
+                )
+            for parent, pg in zip(ctx.parents, input_grads):
+                if parent is None or pg is None or not parent.requires_grad:
+                    continue
+                pg = _check_gradient(ctx, parent, pg)
+                if parent._ctx is None:
+                    _accumulate(parent, pg)
+                else:
+                    key = id(parent)
+                    grads[key] = grads[key] + pg if key in grads else pg
+            if not retain_graph:
+                ctx._free()
+
+    # -- operators -----------------------------------------------------------------------------------------------
+    def __add__(self, other):
+        return _ops.Add.apply(self, _operand(other, self))
+
+    def __radd__(self, other):
+        return _ops.Add.apply(_operand(other, self), self)
+
+    def __sub__(self, other):
+        return _ops.Sub.apply(self, _operand(other, self))
+
+    def __rsub__(self, other):
+        return _ops.Sub.apply(_operand(other, self), self)
+
+    def __mul__(self, other):
+        return _ops.Mul.apply(self, _operand(other, self))
+
+    def __rmul__(self, other):
+        return _ops.Mul.apply(_operand(other, self), self)
+
+    def __truediv__(self, other):
+        return _ops.Div.apply(self, _operand(other, self))
+
+    def __rtruediv__(self, other):
+        return _ops.Div.apply(_operand(other, self), self)
+
+    def __pow__(self, other):
+        return _ops.Pow.apply(self, _operand(other, self))
+
+    def __rpow__(self, other):
+        return _ops.Pow.apply(_operand(other, self), self)
+
+    def __neg__(self):
+        return _ops.Neg.apply(self)
+
+    def __matmul__(self, other):
+        return _ops.MatMul.apply(self, _operand(other, self, scalars=False))
+
+    def __rmatmul__(self, other):
+        return _ops.MatMul.apply(_operand(other, self, scalars=False), self)
+
+    def __getitem__(self, index):
+        return _ops.GetItem.apply(self, index=_index(index, self))
+
+    # comparisons: tensors of booleans, never on the tape
+    def _compare(self, other, name):
+        other = _operand(other, self)
+        other = other.data if isinstance(other, Tensor) else other
+        if isinstance(other, Tensor) or (hasattr(other, "shape") and not self.backend.owns(other)):
+            raise RuntimeError(f"{name}: tensors on different devices")
+        return Tensor._wrap(getattr(self.backend.xp, name)(self.data, other), self.backend)
+
+    def __lt__(self, other):
+        return self._compare(other, "less")
+
+    def __le__(self, other):
+        return self._compare(other, "less_equal")
+
+    def __gt__(self, other):
+        return self._compare(other, "greater")
+
+    def __ge__(self, other):
+        return self._compare(other, "greater_equal")
+
+    def __eq__(self, other):  # type: ignore[override]
+        return self._compare(other, "equal")
+
+    def __ne__(self, other):  # type: ignore[override]
+        return self._compare(other, "not_equal")
+
+    # -- math ----------------------------------------------------------------------------------------------------
+    def exp(self):
+        return _ops.Exp.apply(self)
+
+    def log(self):
+        return _ops.Log.apply(self)
+
+    def sqrt(self):
+        return _ops.Sqrt.apply(self)
+
+    def tanh(self):
+        return _ops.Tanh.apply(self)
+
+    def sigmoid(self):
+        return _ops.Sigmoid.apply(self)
+
+    def relu(self):
+        return _ops.Relu.apply(self)
+
+    def abs(self):
+        return _ops.Abs.apply(self)
+
+    def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        """Clamp to [min, max]; the gradient passes where min <= x <= max."""
+        return _ops.Clip.apply(self, min=min, max=max)
+
+    clamp = clip
+
+    def maximum(self, other):
+        return _ops.Maximum.apply(self, _operand(other, self))
+
+    def minimum(self, other):
+        return _ops.Minimum.apply(self, _operand(other, self))
+
+    # -- reductions ----------------------------------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return _ops.Sum.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _ops.Mean.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        """Largest value; tied maxima share the gradient equally."""
+        return _ops.Max.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        """Smallest value; tied minima share the gradient equally."""
+        return _ops.Min.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+
+    def var(self, axis=None, keepdims=False, correction=1):
+        """Variance with PyTorch's default ``correction=1`` (unbiased); ``correction=0`` is the biased variance."""
+        return _ops.Var.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims, correction=correction)
+
+    # -- shape ---------------------------------------------------------------------------------------------------
+    def reshape(self, *shape):
+        return _ops.Reshape.apply(self, shape=_shape_arg(shape, self))
+
+    view = reshape
+
+    def permute(self, *dims):
+        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        return _ops.Permute.apply(self, dims=_permutation(dims, self.ndim))
+
+    def transpose(self, dim0=-2, dim1=-1):
+        """Swap two axes (default: the last two, as ``.T`` on a matrix)."""
+        if self.ndim < 2:
+            return self
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return self.permute(dims)
+
+    @property
+    def T(self):
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    def expand(self, *shape):
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return _ops.Expand.apply(self, shape=_expand_shape(shape, self))
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = start_dim % self.ndim, end_dim % self.ndim
+        shape = self.shape
+        return self.reshape(shape[:start] + (int(np.prod(shape[start : end + 1])),) + shape[end + 1 :])
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        dim = dim % self.ndim
+        if self.shape[dim] != 1:
+            return self
+        return self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
+
+    def pad(self, pad_width):
+        """Zero-pad; ``pad_width`` is ``((before, after), ...)`` per axis, as ``numpy.pad``."""
+        return _ops.Pad.apply(self, pad_width=_pad_width(pad_width, self.ndim))
+
+    def split(self, split_size_or_sections, axis=0):
+        """Split along ``axis`` into chunks of ``split_size`` (an int) or of the given sizes (a list)."""
+        return split(self, split_size_or_sections, axis)
+
+    def matmul(self, other):
+        return self @ other
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# functions of several tensors
+# ----------------------------------------------------------------------------------------------------------------
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (``torch.cat``)."""
+    return _ops.Concatenate.apply(*tensors, axis=axis)
+
+
+cat = concatenate
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along a new axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    axis = axis % (tensors[0].ndim + 1)
+    return concatenate([t.unsqueeze(axis) for t in tensors], axis=axis)
+
+
+def split(tensor: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
+    """Split into views along ``axis``; each piece's backward writes into its slice of the input's gradient."""
+    n = tensor.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+        sizes = [min(split_size_or_sections, n - s) for s in range(0, n, split_size_or_sections)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sections {sizes} do not add up to the size {n} of axis {axis} of shape {tensor.shape}")
+    axis = axis % tensor.ndim
+    pieces, start = [], 0
+    for size in sizes:
+        index = (slice(None),) * axis + (slice(start, start + size),) + (Ellipsis,)
+        pieces.append(tensor[index])
+        start += size
+    return tuple(pieces)
+
+
+def where(condition: Tensor, x: Any, y: Any) -> Tensor:
+    """Elementwise ``x if condition else y``; the gradient flows to the chosen branch."""
+    like = x if isinstance(x, Tensor) else y if isinstance(y, Tensor) else condition
+    cond = condition.data if isinstance(condition, Tensor) else like.backend.asarray(condition, np.bool_)
+    return _ops.Where.apply(_operand(x, like), _operand(y, like), condition=cond)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum; at ties each input gets half the gradient."""
+    like = a if isinstance(a, Tensor) else b
+    return _ops.Maximum.apply(_operand(a, like), _operand(b, like))
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum; at ties each input gets half the gradient."""
+    like = a if isinstance(a, Tensor) else b
+    return _ops.Minimum.apply(_operand(a, like), _operand(b, like))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers of the tape
+# ----------------------------------------------------------------------------------------------------------------
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Non-leaf tensors reachable from ``root``, each after every tensor it was computed from (iterative DFS)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._ctx.parents:
+            if parent is not None and parent._ctx is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _check_gradient(ctx: Function, parent: Tensor, grad: Any) -> Any:
+    """A gradient must have its input's shape; it is cast to its input's dtype."""
+    if isinstance(grad, np.generic):
+        grad = np.asarray(grad)
+    if tuple(grad.shape) != tuple(parent.data.shape):
+        raise RuntimeError(
+            f"{type(ctx).__name__}.backward returned a gradient of shape {tuple(grad.shape)} for an input of shape "
+            f"{parent.shape}"
+        )
+    if grad.dtype != parent.data.dtype:
+        grad = parent.backend.xp.astype(grad, parent.data.dtype)
+    return grad
+
+
+def _accumulate(leaf: Tensor, grad: Any) -> None:
+    """Add ``grad`` into ``leaf.grad`` (out of place: ``grad`` may be shared with other inputs)."""
+    if leaf.grad is None:
+        leaf.grad = Tensor._wrap(grad, leaf.backend)
+    else:
+        leaf.grad = Tensor._wrap(leaf.grad.data + grad, leaf.backend)
+
+
+def _backend_of(data: Any) -> Backend | None:
+    """The backend that owns a device array (e.g. a CuPy array), None for host data."""
+    if isinstance(data, (np.ndarray, np.generic, list, tuple, int, float, bool)):
+        return None
+    module = type(data).__module__.split(".")[0]
+    if module == "cupy":
+        return get_backend(f"cuda:{data.device.id}")
+    if module == "array_api_strict":
+        return get_backend("strict")
+    return None
+
+
+def _host_array(data: Any, dtype: Any) -> np.ndarray:
+    """Host NumPy array for ``data``, with PyTorch's dtype rules: Python floats -> float32, arrays keep theirs."""
+    if dtype is not None:
+        return np.array(data, dtype=np.dtype(dtype), copy=True, order="K")
+    array = np.array(data, copy=True, order="K")
+    if not isinstance(data, (np.ndarray, np.generic)) and array.dtype == np.float64:
+        array = array.astype(np.float32)
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} with dtype {array.dtype}")
+    return array
+
+
+def _operand(value: Any, like: Tensor, scalars: bool = True) -> Any:
+    """The other operand of a binary op: Tensors and Python numbers pass through, arrays become tensors."""
+    if isinstance(value, Tensor):
+        return value
+    if scalars and isinstance(value, (int, float, bool)) and not isinstance(value, np.ndarray):
+        return value
+    return Tensor(value, device=like.device)
+
+
+def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
+    """Normalize a reduction's ``axis`` (None, int or sequence) to a sorted tuple of non-negative axes."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    normalized = []
+    for a in axes:
+        if not -max(ndim, 1) <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimension(s)")
+        normalized.append(a % max(ndim, 1))
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"repeated axis in {axis}")
+    return tuple(sorted(normalized))
+
+
+def _shape_arg(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
+    """``reshape(2, 3)`` or ``reshape((2, 3))``, with one ``-1`` inferred; ValueError if the sizes differ."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = tuple(int(s) for s in shape)
+    size = tensor.size
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+    if -1 in shape:
+        if known == 0 or size % known:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {tensor.shape} into {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    elif known != size:
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {tensor.shape} ({size} elements) into {shape} ({known} elements)"
+        )
+    return shape
+
+
+def _permutation(dims: Iterable[int], ndim: int) -> tuple[int, ...]:
+    dims = tuple(d % ndim if ndim else d for d in dims)
+    if sorted(dims) != list(range(ndim)):
+        raise ValueError(f"permute: {tuple(dims)} is not a permutation of the {ndim} axes")
+    return dims
+
+
+def _expand_shape(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
+    """Target shape of ``expand``: ``-1`` keeps a size; only size-1 axes (or new leading ones) grow."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < tensor.ndim:
+        raise ValueError(f"expand: cannot expand shape {tensor.shape} to fewer dimensions {shape}")
+    offset = len(shape) - tensor.ndim
+    out = list(shape)
+    for i, n in enumerate(tensor.shape):
+        target = shape[offset + i]
+        if target == -1:
+            out[offset + i] = n
+        elif n != 1 and n != target:
+            raise ValueError(f"expand: cannot expand shape {tensor.shape} to {shape} (axis {i} has size {n})")
+    return tuple(out)
+
+
+def _pad_width(pad_width: Any, ndim: int) -> tuple[tuple[int, int], ...]:
+    if isinstance(pad_width, int):
+        pad_width = ((pad_width, pad_width),) * ndim
+    pad = tuple((int(a), int(b)) for a, b in pad_width)
+    if len(pad) != ndim or any(a < 0 or b < 0 for a, b in pad):
+        raise ValueError(f"pad: expected {ndim} non-negative (before, after) pairs, got {pad_width}")
+    return pad
+
+
+def _index(index: Any, tensor: Tensor) -> Any:
+    """An index in the array API's form: integer-array indices on the tensor's device, a trailing ``...``."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    items = []
+    for item in index:
+        if isinstance(item, Tensor):
+            if item.backend is not tensor.backend:
+                raise RuntimeError(f"indexing: index on {item.device}, tensor on {tensor.device}")
+            item = item.data
+        elif isinstance(item, (list, np.ndarray)):
+            item = tensor.backend.asarray(np.asarray(item))
+        items.append(item)
+    if Ellipsis not in items and not any(hasattr(i, "shape") for i in items):
+        items.append(Ellipsis)
+    return tuple(items)
+
+
+from tinygrad_edu import ops as _ops  # noqa: E402  (the ops subclass Function, defined above)
