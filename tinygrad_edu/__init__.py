@@ -6,7 +6,17 @@ Tensors live on a device (``"cpu"`` with NumPy, ``"cuda"`` with CuPy); ``TINYGRA
 program to the GPU.
 """
 
+import os as _os
+
 import numpy as _np
+
+# kernels/ sits at the repository root and is installed as the subpackage tinygrad_edu.kernels. When the package is
+# imported straight from a source checkout that was not installed in editable mode, find the kernels there.
+_checkout_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "kernels")) and _os.path.isfile(
+    _os.path.join(_checkout_root, "kernels", "__init__.py")
+):
+    __path__.append(_checkout_root)
 
 from tinygrad_edu.backend import (
     DeviceUnavailableError,

@@ -336,9 +336,9 @@ class Tensor:
                 )
             upstream = xp.ones_like(self.data)
         else:
-            upstream = grad.data if isinstance(grad, Tensor) else self.backend.asarray(grad, self.dtype)
             if isinstance(grad, Tensor) and grad.backend is not self.backend:
                 raise RuntimeError(f"backward(): grad is on {grad.device} but the tensor is on {self.device}")
+            upstream = xp.asarray(grad.data, copy=True) if isinstance(grad, Tensor) else self.backend.asarray(grad, self.dtype)
             if tuple(upstream.shape) != self.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(upstream.shape)}, the tensor has shape {self.shape}")
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
@@ -354,15 +354,21 @@ class Tensor:
                 input_grads = ctx.backward(ctx, g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
+            if len(input_grads) < len(ctx.parents) and all(p is None for p in ctx.parents[len(input_grads):]):
+                input_grads += (None,) * (len(ctx.parents) - len(input_grads))  # trailing non-tensor inputs
             if len(input_grads) != len(ctx.parents):
                 raise RuntimeError(
                     f"{type(ctx).__name__}.backward returned {len(input_grads)} gradient(s) for "
                     f"{len(ctx.parents)} input(s) of forward"
                 )
+            returned: set[int] = set()
             for parent, pg in zip(ctx.parents, input_grads):
                 if parent is None or pg is None or not parent.requires_grad:
                     continue
                 pg = _check_gradient(ctx, parent, pg)
+                if id(pg) in returned:  # one array returned for two inputs (a + b): give each its own
+                    pg = xp.asarray(pg, copy=True)
+                returned.add(id(pg))
                 if parent._ctx is None:
                     _accumulate(parent, pg)
                 else:

@@ -24,7 +24,9 @@ class StrictBackend(Backend):
 
     def __init__(self) -> None:
         import array_api_strict
+        from array_api_strict._array_object import Array
 
+        self._array_type = Array
         self.xp = array_api_strict
         self.device = array_api_strict.Device("device1")
         self._host_device = array_api_strict.Device("CPU_DEVICE")
@@ -53,7 +55,7 @@ class StrictBackend(Backend):
         return np.from_dlpack(array.to_device(self._host_device)).copy()
 
     def owns(self, array: Any) -> bool:
-        return isinstance(array, self.xp.Array) and array.device == self.device
+        return isinstance(array, self._array_type) and array.device == self.device
 
     def manual_seed(self, seed):
         self.rng = np.random.default_rng(seed)
@@ -66,6 +68,6 @@ class StrictBackend(Backend):
 
     def scatter_add(self, target, index, values):
         host = self.to_host(target)
-        host_index = tuple(self.to_host(i) if isinstance(i, self.xp.Array) else i for i in index)
+        host_index = tuple(self.to_host(i) if isinstance(i, self._array_type) else i for i in index)
         np.add.at(host, host_index, self.to_host(values))
         target[...] = self.from_host(host)

@@ -1,0 +1,1 @@
+"""Small runnable examples: ``python -m tinygrad_edu.examples.train_disc``."""
