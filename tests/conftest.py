@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 DEVICES = ["cpu", "strict", pytest.param("cuda", marks=gpu)]
 
 
-@pytest.fixture(params=DEVICES)
+@pytest.fixture(params=DEVICES, scope="session")
 def device(request) -> str:
     return request.param
 

@@ -10,14 +10,7 @@ import os as _os
 
 import numpy as _np
 
-# kernels/ sits at the repository root and is installed as the subpackage tinygrad_edu.kernels. When the package is
-# imported straight from a source checkout that was not installed in editable mode, find the kernels there.
-_checkout_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if not _os.path.isdir(_os.path.join(__path__[0], "kernels")) and _os.path.isfile(
-    _os.path.join(_checkout_root, "kernels", "__init__.py")
-):
-    __path__.append(_checkout_root)
-
+from tinygrad_edu import datasets
 from tinygrad_edu.backend import (
     DeviceUnavailableError,
     cuda_is_available,
@@ -53,7 +46,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DeviceUnavailableError", "Function", "GradcheckError", "Tensor", "arange", "bool_", "cat", "concatenate",
-    "cuda_is_available", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck",
+    "cuda_is_available", "datasets", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck",
     "int32", "int64", "is_grad_enabled", "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand",
     "randn", "set_default_device", "split", "stack", "where", "zeros", "zeros_like",
 ]
+
+# kernels/ sits at the repository root and is installed as the subpackage tinygrad_edu.kernels. When the package is
+# imported straight from a source checkout that was not installed in editable mode, find the kernels there.
+_checkout_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "kernels")) and _os.path.isfile(
+    _os.path.join(_checkout_root, "kernels", "__init__.py")
+):
+    __path__.append(_checkout_root)

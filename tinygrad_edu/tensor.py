@@ -19,11 +19,12 @@ array_api_strict), so a backward pass is ordinary array math and is not itself r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from tinygrad_edu import arguments
 from tinygrad_edu.backend import Backend, get_backend, get_default_device
 
 _grad_enabled = True
@@ -354,8 +355,11 @@ class Tensor:
                 input_grads = ctx.backward(ctx, g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            if len(input_grads) < len(ctx.parents) and all(p is None for p in ctx.parents[len(input_grads):]):
-                input_grads += (None,) * (len(ctx.parents) - len(input_grads))  # trailing non-tensor inputs
+            n = len(ctx.parents)  # trailing gradients of non-tensor inputs may be left out, extra ones may be None
+            if len(input_grads) < n and all(p is None for p in ctx.parents[len(input_grads):]):
+                input_grads += (None,) * (n - len(input_grads))
+            elif len(input_grads) > n and all(g is None for g in input_grads[n:]):
+                input_grads = input_grads[:n]
             if len(input_grads) != len(ctx.parents):
                 raise RuntimeError(
                     f"{type(ctx).__name__}.backward returned {len(input_grads)} gradient(s) for "
@@ -418,7 +422,7 @@ class Tensor:
         return _ops.MatMul.apply(_operand(other, self, scalars=False), self)
 
     def __getitem__(self, index):
-        return _ops.GetItem.apply(self, index=_index(index, self))
+        return _ops.GetItem.apply(self, index=arguments.index(index, self))
 
     # comparisons: tensors of booleans, never on the tape
     def _compare(self, other, name):
@@ -482,32 +486,32 @@ class Tensor:
 
     # -- reductions ----------------------------------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
-        return _ops.Sum.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return _ops.Sum.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        return _ops.Mean.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return _ops.Mean.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
         """Largest value; tied maxima share the gradient equally."""
-        return _ops.Max.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return _ops.Max.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims)
 
     def min(self, axis=None, keepdims=False):
         """Smallest value; tied minima share the gradient equally."""
-        return _ops.Min.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return _ops.Min.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims)
 
     def var(self, axis=None, keepdims=False, correction=1):
         """Variance with PyTorch's default ``correction=1`` (unbiased); ``correction=0`` is the biased variance."""
-        return _ops.Var.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims, correction=correction)
+        return _ops.Var.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims, correction=correction)
 
     # -- shape ---------------------------------------------------------------------------------------------------
     def reshape(self, *shape):
-        return _ops.Reshape.apply(self, shape=_shape_arg(shape, self))
+        return _ops.Reshape.apply(self, shape=arguments.shape_arg(shape, self))
 
     view = reshape
 
     def permute(self, *dims):
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        return _ops.Permute.apply(self, dims=_permutation(dims, self.ndim))
+        return _ops.Permute.apply(self, dims=arguments.permutation(dims, self.ndim))
 
     def transpose(self, dim0=-2, dim1=-1):
         """Swap two axes (default: the last two, as ``.T`` on a matrix)."""
@@ -523,7 +527,7 @@ class Tensor:
 
     def expand(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return _ops.Expand.apply(self, shape=_expand_shape(shape, self))
+        return _ops.Expand.apply(self, shape=arguments.expand_shape(shape, self))
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:
@@ -546,7 +550,7 @@ class Tensor:
 
     def pad(self, pad_width):
         """Zero-pad; ``pad_width`` is ``((before, after), ...)`` per axis, as ``numpy.pad``."""
-        return _ops.Pad.apply(self, pad_width=_pad_width(pad_width, self.ndim))
+        return _ops.Pad.apply(self, pad_width=arguments.pad_width(pad_width, self.ndim))
 
     def split(self, split_size_or_sections, axis=0):
         """Split along ``axis`` into chunks of ``split_size`` (an int) or of the given sizes (a list)."""
@@ -691,91 +695,6 @@ def _operand(value: Any, like: Tensor, scalars: bool = True) -> Any:
     if scalars and isinstance(value, (int, float, bool)) and not isinstance(value, np.ndarray):
         return value
     return Tensor(value, device=like.device)
-
-
-def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
-    """Normalize a reduction's ``axis`` (None, int or sequence) to a sorted tuple of non-negative axes."""
-    if axis is None:
-        return None
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    normalized = []
-    for a in axes:
-        if not -max(ndim, 1) <= a < max(ndim, 1):
-            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimension(s)")
-        normalized.append(a % max(ndim, 1))
-    if len(set(normalized)) != len(normalized):
-        raise ValueError(f"repeated axis in {axis}")
-    return tuple(sorted(normalized))
-
-
-def _shape_arg(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
-    """``reshape(2, 3)`` or ``reshape((2, 3))``, with one ``-1`` inferred; ValueError if the sizes differ."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    shape = tuple(int(s) for s in shape)
-    size = tensor.size
-    if shape.count(-1) > 1:
-        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
-    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
-    if -1 in shape:
-        if known == 0 or size % known:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {tensor.shape} into {shape}")
-        shape = tuple(size // known if s == -1 else s for s in shape)
-    elif known != size:
-        raise ValueError(
-            f"reshape: cannot reshape a tensor of shape {tensor.shape} ({size} elements) into {shape} ({known} elements)"
-        )
-    return shape
-
-
-def _permutation(dims: Iterable[int], ndim: int) -> tuple[int, ...]:
-    dims = tuple(d % ndim if ndim else d for d in dims)
-    if sorted(dims) != list(range(ndim)):
-        raise ValueError(f"permute: {tuple(dims)} is not a permutation of the {ndim} axes")
-    return dims
-
-
-def _expand_shape(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
-    """Target shape of ``expand``: ``-1`` keeps a size; only size-1 axes (or new leading ones) grow."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < tensor.ndim:
-        raise ValueError(f"expand: cannot expand shape {tensor.shape} to fewer dimensions {shape}")
-    offset = len(shape) - tensor.ndim
-    out = list(shape)
-    for i, n in enumerate(tensor.shape):
-        target = shape[offset + i]
-        if target == -1:
-            out[offset + i] = n
-        elif n != 1 and n != target:
-            raise ValueError(f"expand: cannot expand shape {tensor.shape} to {shape} (axis {i} has size {n})")
-    return tuple(out)
-
-
-def _pad_width(pad_width: Any, ndim: int) -> tuple[tuple[int, int], ...]:
-    if isinstance(pad_width, int):
-        pad_width = ((pad_width, pad_width),) * ndim
-    pad = tuple((int(a), int(b)) for a, b in pad_width)
-    if len(pad) != ndim or any(a < 0 or b < 0 for a, b in pad):
-        raise ValueError(f"pad: expected {ndim} non-negative (before, after) pairs, got {pad_width}")
-    return pad
-
-
-def _index(index: Any, tensor: Tensor) -> Any:
-    """An index in the array API's form: integer-array indices on the tensor's device, a trailing ``...``."""
-    if not isinstance(index, tuple):
-        index = (index,)
-    items = []
-    for item in index:
-        if isinstance(item, Tensor):
-            if item.backend is not tensor.backend:
-                raise RuntimeError(f"indexing: index on {item.device}, tensor on {tensor.device}")
-            item = item.data
-        elif isinstance(item, (list, np.ndarray)):
-            item = tensor.backend.asarray(np.asarray(item))
-        items.append(item)
-    if Ellipsis not in items and not any(hasattr(i, "shape") for i in items):
-        items.append(Ellipsis)
-    return tuple(items)
 
 
 from tinygrad_edu import ops as _ops  # noqa: E402  (the ops subclass Function, defined above)

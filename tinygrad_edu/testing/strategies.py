@@ -15,7 +15,8 @@ transposed back, or a strided slice of a larger array), the awkward memory layou
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st

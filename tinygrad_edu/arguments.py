@@ -1,0 +1,100 @@
+"""Argument normalization for Tensor methods: axes, shapes, permutations, paddings, indices.
+
+Each helper turns what a user may write (``-1``, a list, ``reshape(2, 3)`` or ``reshape((2, 3))``) into one
+canonical form the ops rely on, and raises a ValueError naming the method and the shapes when it cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tinygrad_edu.tensor import Tensor
+
+
+def axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
+    """Normalize a reduction's ``axis`` (None, int or sequence) to a sorted tuple of non-negative axes."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    normalized = []
+    for a in axes:
+        if not -max(ndim, 1) <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimension(s)")
+        normalized.append(a % max(ndim, 1))
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"repeated axis in {axis}")
+    return tuple(sorted(normalized))
+
+
+def shape_arg(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
+    """``reshape(2, 3)`` or ``reshape((2, 3))``, with one ``-1`` inferred; ValueError if the sizes differ."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = tuple(int(s) for s in shape)
+    size = tensor.size
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+    if -1 in shape:
+        if known == 0 or size % known:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {tensor.shape} into {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    elif known != size:
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {tensor.shape} ({size} elements) into {shape} ({known} elements)"
+        )
+    return shape
+
+
+def permutation(dims: Iterable[int], ndim: int) -> tuple[int, ...]:
+    dims = tuple(d % ndim if ndim else d for d in dims)
+    if sorted(dims) != list(range(ndim)):
+        raise ValueError(f"permute: {tuple(dims)} is not a permutation of the {ndim} axes")
+    return dims
+
+
+def expand_shape(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
+    """Target shape of ``expand``: ``-1`` keeps a size; only size-1 axes (or new leading ones) grow."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < tensor.ndim:
+        raise ValueError(f"expand: cannot expand shape {tensor.shape} to fewer dimensions {shape}")
+    offset = len(shape) - tensor.ndim
+    out = list(shape)
+    for i, n in enumerate(tensor.shape):
+        target = shape[offset + i]
+        if target == -1:
+            out[offset + i] = n
+        elif n != 1 and n != target:
+            raise ValueError(f"expand: cannot expand shape {tensor.shape} to {shape} (axis {i} has size {n})")
+    return tuple(out)
+
+
+def pad_width(pad_width: Any, ndim: int) -> tuple[tuple[int, int], ...]:
+    if isinstance(pad_width, int):
+        pad_width = ((pad_width, pad_width),) * ndim
+    pad = tuple((int(a), int(b)) for a, b in pad_width)
+    if len(pad) != ndim or any(a < 0 or b < 0 for a, b in pad):
+        raise ValueError(f"pad: expected {ndim} non-negative (before, after) pairs, got {pad_width}")
+    return pad
+
+
+def index(index: Any, tensor: Tensor) -> Any:
+    """An index in the array API's form: integer-array indices on the tensor's device, a trailing ``...``."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    items = []
+    for item in index:
+        if hasattr(item, "backend"):
+            if item.backend is not tensor.backend:
+                raise RuntimeError(f"indexing: index on {item.device}, tensor on {tensor.device}")
+            item = item.data
+        elif isinstance(item, (list, np.ndarray)):
+            item = tensor.backend.asarray(np.asarray(item))
+        items.append(item)
+    if Ellipsis not in items and not any(hasattr(i, "shape") for i in items):
+        items.append(Ellipsis)
+    return tuple(items)
