@@ -1,0 +1,61 @@
+"""A non-editable install ships the kernels inside the package, and nothing else at the top level."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    (path,) = out.glob("tinygrad_edu-*.whl")
+    return path
+
+
+def test_wheel_ships_kernels_inside_the_package(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tinygrad_edu/kernels/__init__.py" in names
+    assert "tinygrad_edu/kernels/matmul_cpu.py" in names
+    for kernel in (ROOT / "kernels").glob("*.cu"):
+        assert f"tinygrad_edu/kernels/{kernel.name}" in names
+    top_level = {name.split("/")[0] for name in names}
+    assert top_level == {"tinygrad_edu", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+
+
+def test_installed_package_finds_its_kernels_away_from_the_checkout(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
+        check=True, capture_output=True, text=True,
+    )
+    code = (
+        "import tinygrad_edu, tinygrad_edu.kernels as k, numpy as np\n"
+        "assert tinygrad_edu.__file__.startswith(%r), tinygrad_edu.__file__\n"
+        "a = tinygrad_edu.Tensor(np.ones((3, 700), dtype=np.float16))\n"
+        "print((a @ a.T).numpy()[0, 0], k.__file__)\n" % str(target)
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "PYTHONNOUSERSITE": "1"}
+    result = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.append({str(_site_packages())!r})\n" + code],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    value, location = result.stdout.split()
+    assert float(value) == 700.0 and location.startswith(str(target))
+
+
+def _site_packages() -> str:
+    """Where NumPy is installed (the subprocess runs with -S so the editable checkout is not on its path)."""
+    import numpy
+
+    return str(Path(numpy.__file__).resolve().parent.parent)
