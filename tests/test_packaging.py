@@ -42,9 +42,9 @@ def test_installed_package_finds_its_kernels_away_from_the_checkout(wheel, tmp_p
     )
     code = (
         "import tinygrad_edu, tinygrad_edu.kernels as k, numpy as np\n"
-        "assert tinygrad_edu.__file__.startswith(%r), tinygrad_edu.__file__\n"
+        f"assert tinygrad_edu.__file__.startswith({str(target)!r}), tinygrad_edu.__file__\n"
         "a = tinygrad_edu.Tensor(np.ones((3, 700), dtype=np.float16))\n"
-        "print((a @ a.T).numpy()[0, 0], k.__file__)\n" % str(target)
+        "print((a @ a.T).numpy()[0, 0], k.__file__)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target), "PYTHONNOUSERSITE": "1"}
     result = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.append({str(_site_packages())!r})\n" + code],

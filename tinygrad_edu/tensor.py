@@ -77,9 +77,10 @@ class Function:
     """
 
     # set on the context (an instance of the subclass) by apply()
-    parents: tuple[Tensor | None, ...]
-    needs_input_grad: tuple[bool, ...]
-    backend: Backend
+    backend: Backend  #: the backend of the inputs
+    xp: Any  #: its array namespace (``numpy``, ``array_api_compat.cupy``, ``array_api_strict``)
+    needs_input_grad: tuple[bool, ...]  #: for each input of forward: is it a tensor that requires grad?
+    parents: tuple[Any, ...]  #: the inputs of forward, tensors and others
 
     @staticmethod
     def forward(ctx: Function, *args: Any, **kwargs: Any) -> Any:
@@ -90,14 +91,9 @@ class Function:
         raise NotImplementedError
 
     # -- the context API -----------------------------------------------------------------------------------------
-    @property
-    def xp(self) -> Any:
-        """The array namespace of the op's backend (``numpy``, ``array_api_compat.cupy``, ``array_api_strict``)."""
-        return self.backend.xp
-
     def save_for_backward(self, *values: Any) -> None:
-        """Keep arrays (or tensors) for ``backward``; they are freed after the backward pass."""
-        self._saved = tuple(v.data if isinstance(v, Tensor) else v for v in values)
+        """Keep arrays for ``backward``; they are freed after the backward pass."""
+        self._saved = values
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
@@ -116,39 +112,40 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run ``forward`` on the arrays of ``args`` and return its result as a Tensor, recorded on the tape."""
         backend = None
+        arrays, needs = [], []
         for a in args:
             if isinstance(a, Tensor):
-                if backend is None:
+                if a.backend is not backend:
+                    if backend is not None:
+                        raise _device_mismatch(cls.__name__, args)
                     backend = a.backend
-                elif a.backend is not backend:
-                    devices = sorted({t.device for t in args if isinstance(t, Tensor)})
-                    raise RuntimeError(
-                        f"{cls.__name__}: expected all tensors on one device, got tensors on {' and '.join(devices)}."
-                        " Move them with .to(device) first."
-                    )
+                arrays.append(a.data)
+                needs.append(a.requires_grad)
+            else:
+                arrays.append(a)
+                needs.append(False)
         if backend is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
         ctx = cls.__new__(cls)
-        ctx.backend = backend
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        ctx.backend, ctx.xp, ctx.needs_input_grad = backend, backend.xp, tuple(needs)
         try:
-            with backend.activate():
+            if backend.context is None:
                 out = cls.forward(ctx, *arrays, **kwargs)
+            else:
+                with backend.context:  # e.g. CuPy's current GPU
+                    out = cls.forward(ctx, *arrays, **kwargs)
         except ValueError as exc:  # e.g. shapes that do not broadcast: say which op and which shapes
-            if str(exc).startswith(cls.__name__):
+            if str(exc).startswith(cls.__name__):  # the op's own message already names it
                 raise
-            shapes = " and ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in arrays)
-            raise ValueError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes}: {exc}") from exc
+            raise _shape_error(cls.__name__, arrays, exc) from exc
         if isinstance(out, Tensor):
             out = out.data
         elif isinstance(out, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
             out = np.asarray(out)
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        requires_grad = _grad_enabled and any(needs)
+        requires_grad = _grad_enabled and True in needs
         result = Tensor._wrap(out, ctx.backend, requires_grad)  # forward may move the result (ToDevice)
         if requires_grad:
-            ctx.needs_input_grad = needs
-            ctx.parents = tuple(a if isinstance(a, Tensor) else None for a in args)
+            ctx.parents = args
             result._ctx = ctx
         return result
 
@@ -351,28 +348,31 @@ class Tensor:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            with ctx.backend.activate():
+            if ctx.backend.context is None:
                 input_grads = ctx.backward(ctx, g)
-            if not isinstance(input_grads, tuple):
+            else:
+                with ctx.backend.context:
+                    input_grads = ctx.backward(ctx, g)
+            if input_grads.__class__ is not tuple:
                 input_grads = (input_grads,)
-            n = len(ctx.parents)  # trailing gradients of non-tensor inputs may be left out, extra ones may be None
-            if len(input_grads) < n and all(p is None for p in ctx.parents[len(input_grads):]):
-                input_grads += (None,) * (n - len(input_grads))
-            elif len(input_grads) > n and all(g is None for g in input_grads[n:]):
-                input_grads = input_grads[:n]
             if len(input_grads) != len(ctx.parents):
-                raise RuntimeError(
-                    f"{type(ctx).__name__}.backward returned {len(input_grads)} gradient(s) for "
-                    f"{len(ctx.parents)} input(s) of forward"
-                )
-            returned: set[int] = set()
-            for parent, pg in zip(ctx.parents, input_grads):
-                if parent is None or pg is None or not parent.requires_grad:
+                input_grads = _one_per_input(ctx, input_grads)
+            returned = []
+            for parent, pg, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
+                if pg is None or not needed:
                     continue
-                pg = _check_gradient(ctx, parent, pg)
+                if isinstance(pg, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
+                    pg = np.asarray(pg)
+                if pg.shape != parent.data.shape:
+                    raise RuntimeError(
+                        f"{type(ctx).__name__}.backward returned a gradient of shape {tuple(pg.shape)} for an input "
+                        f"of shape {parent.shape}"
+                    )
+                if pg.dtype != parent.data.dtype:
+                    pg = parent.backend.xp.astype(pg, parent.data.dtype)
                 if id(pg) in returned:  # one array returned for two inputs (a + b): give each its own
-                    pg = xp.asarray(pg, copy=True)
-                returned.add(id(pg))
+                    pg = parent.backend.xp.asarray(pg, copy=True)
+                returned.append(id(pg))
                 if parent._ctx is None:
                     _accumulate(parent, pg)
                 else:
@@ -622,6 +622,18 @@ def minimum(a: Any, b: Any) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # helpers of the tape
 # ----------------------------------------------------------------------------------------------------------------
+def _device_mismatch(op: str, args: tuple) -> RuntimeError:
+    devices = sorted({a.device for a in args if isinstance(a, Tensor)})
+    return RuntimeError(
+        f"{op}: expected all tensors on one device, got tensors on {' and '.join(devices)}. Move them with .to(device)."
+    )
+
+
+def _shape_error(op: str, arrays: list, exc: ValueError) -> ValueError:
+    shapes = " and ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in arrays)
+    return ValueError(f"{op}: cannot apply to inputs of shapes {shapes}: {exc}")
+
+
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Non-leaf tensors reachable from ``root``, each after every tensor it was computed from (iterative DFS)."""
     order: list[Tensor] = []
@@ -636,24 +648,20 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for parent in node._ctx.parents:
-            if parent is not None and parent._ctx is not None and id(parent) not in visited:
+        for parent, needed in zip(node._ctx.parents, node._ctx.needs_input_grad):
+            if needed and parent._ctx is not None and id(parent) not in visited:
                 stack.append((parent, False))
     return order
 
 
-def _check_gradient(ctx: Function, parent: Tensor, grad: Any) -> Any:
-    """A gradient must have its input's shape; it is cast to its input's dtype."""
-    if isinstance(grad, np.generic):
-        grad = np.asarray(grad)
-    if tuple(grad.shape) != tuple(parent.data.shape):
-        raise RuntimeError(
-            f"{type(ctx).__name__}.backward returned a gradient of shape {tuple(grad.shape)} for an input of shape "
-            f"{parent.shape}"
-        )
-    if grad.dtype != parent.data.dtype:
-        grad = parent.backend.xp.astype(grad, parent.data.dtype)
-    return grad
+def _one_per_input(ctx: Function, grads: tuple) -> tuple:
+    """Match ``backward``'s gradients to ``forward``'s inputs: trailing ones for non-tensors may be left out."""
+    n = len(ctx.parents)
+    if len(grads) < n and not any(ctx.needs_input_grad[len(grads) :]):
+        return grads + (None,) * (n - len(grads))
+    if len(grads) > n and all(g is None for g in grads[n:]):
+        return grads[:n]
+    raise RuntimeError(f"{type(ctx).__name__}.backward returned {len(grads)} gradient(s) for {n} input(s) of forward")
 
 
 def _accumulate(leaf: Tensor, grad: Any) -> None:

@@ -34,10 +34,14 @@ class Backend:
     xp: Any
     device: Any
 
+    #: A context manager in which the namespace computes on this backend's device (CuPy: ``cupy.cuda.Device(n)``).
+    #: Ops run their forward and backward inside it. None where there is nothing to select (the CPU).
+    context: contextlib.AbstractContextManager | None = None
+
+    #: The namespace's float16 dtype, or None where it has none; float16 matmuls accumulate in float32.
+    float16: Any = None
+
     # -- placement -------------------------------------------------------------------------------------------
-    def activate(self) -> contextlib.AbstractContextManager:
-        """A context in which the namespace computes on this backend's device (CuPy: ``with Device(n)``)."""
-        return contextlib.nullcontext()
 
     def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
         """Copy host data (a NumPy array, list or scalar) into a new array on this device."""
@@ -93,10 +97,9 @@ class Backend:
         float32/float64 operands go to the library's own matmul. float16 operands are multiplied with a
         float32 accumulator and rounded to float16 once at the end, as in mixed-precision training.
         """
-        xp = self.xp
-        if a.dtype == xp.float32 or a.dtype == xp.float64 or a.dtype != b.dtype:
-            return xp.matmul(a, b)
-        return self.matmul_accumulate(a, b, xp.float32)
+        if a.dtype == self.float16 and b.dtype == self.float16:
+            return self.matmul_accumulate(a, b, self.xp.float32)
+        return self.xp.matmul(a, b)
 
     def matmul_accumulate(self, a: Any, b: Any, accumulate_dtype: Any) -> Any:
         """Matmul of low-precision operands with an ``accumulate_dtype`` accumulator; result in ``a.dtype``."""

@@ -57,10 +57,9 @@ class CupyBackend(Backend):
         self.xp = array_api_compat.cupy
         self.name = f"cuda:{index}"
         self.device = cupy.cuda.Device(index)
+        self.context = self.device
+        self.float16 = np.dtype(np.float16)
         self.manual_seed(DEFAULT_SEED)
-
-    def activate(self):
-        return self.device
 
     def from_host(self, host):
         with self.device:

@@ -15,6 +15,7 @@ class NumpyBackend(Backend):
     name = "cpu"
     xp = np
     device = "cpu"
+    float16 = np.dtype(np.float16)
 
     def __init__(self) -> None:
         self.manual_seed(DEFAULT_SEED)

@@ -102,7 +102,7 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
-        return ctx.xp.where(z > 0, g, 0.0)
+        return g * ctx.xp.sign(z)  # z >= 0, so sign(z) is the 0/1 mask [x > 0]
 
 
 class Abs(Function):

@@ -24,7 +24,7 @@ class LinearFunction(Function):
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
             raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
         ctx.save_for_backward(x, weight)
-        y = ctx.backend.matmul(x, ctx.xp.matrix_transpose(weight))
+        y = ctx.backend.matmul(x, weight.T)
         return y if bias is None else y + bias
 
     @staticmethod
@@ -32,9 +32,10 @@ class LinearFunction(Function):
         xp = ctx.xp
         x, weight = ctx.saved_tensors
         grad_x = ctx.backend.matmul(g, weight) if ctx.needs_input_grad[0] else None
-        g2 = xp.reshape(g, (-1, g.shape[-1]))
-        grad_w = ctx.backend.matmul(xp.matrix_transpose(g2), xp.reshape(x, (-1, x.shape[-1])))
-        grad_b = accumulating_sum(xp, g2, axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        if g.ndim != 2:  # (..., out) -> (n, out): every leading position is a row
+            g, x = xp.reshape(g, (-1, g.shape[-1])), xp.reshape(x, (-1, x.shape[-1]))
+        grad_w = ctx.backend.matmul(g.T, x)
+        grad_b = accumulating_sum(xp, g, axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
