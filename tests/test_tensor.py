@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import tracemalloc
 import weakref
 
 import numpy as np
@@ -187,12 +188,19 @@ def test_training_loop_memory_is_flat():
     for _ in range(50):
         step()
     gc.collect()
-    before = sum(isinstance(o, (Tensor, Function)) for o in gc.get_objects())
-    for _ in range(2000):
-        step()
-    gc.collect()
-    after = sum(isinstance(o, (Tensor, Function)) for o in gc.get_objects())
-    assert after <= before + 2
+    tracemalloc.start()  # NumPy reports its array buffers to tracemalloc
+    try:
+        before_objects = sum(isinstance(o, (Tensor, Function)) for o in gc.get_objects())
+        before_bytes = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            step()
+        gc.collect()
+        after_bytes = tracemalloc.get_traced_memory()[0]
+        after_objects = sum(isinstance(o, (Tensor, Function)) for o in gc.get_objects())
+    finally:
+        tracemalloc.stop()
+    assert after_objects <= before_objects + 2
+    assert after_bytes - before_bytes < 64 * 1024, f"memory grew by {after_bytes - before_bytes} bytes in 2000 steps"
 
 
 # -- custom Functions ------------------------------------------------------------------------------------------------
