@@ -6,9 +6,10 @@ How the tape works, in four sentences:
    side by side; ``Op.apply(*tensors)`` runs ``forward`` on the tensors' arrays and returns a new ``Tensor``.
 2. When an input requires grad, ``apply`` keeps the context ``ctx`` on the output (``out._ctx``); ``ctx.parents``
    points back to the inputs, so the outputs and their contexts form a graph (the tape).
-3. ``loss.backward()`` sorts that graph so every tensor comes after the tensors it was computed from, walks it in
-   reverse, and calls each op's ``backward`` with the gradient of the loss with respect to the op's output; the
-   returned gradients are added into the inputs (the chain rule, one op at a time).
+3. ``loss.backward()`` walks that graph back from ``loss``, newest op first, and calls each op's ``backward`` with
+   the gradient of the loss with respect to the op's output; the returned gradients are added into the op's inputs
+   (the chain rule, one op at a time). Newest first guarantees that a tensor's gradient is complete, summed over
+   every op that used it, before its own op is reached.
 4. Leaves (tensors made by the user with ``requires_grad=True``) collect their gradient in ``.grad``; after the
    walk, the arrays the ops saved are freed, unless ``retain_graph=True``.
 
@@ -19,6 +20,8 @@ array_api_strict), so a backward pass is ordinary array math and is not itself r
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +31,7 @@ from tinygrad_edu import arguments
 from tinygrad_edu.backend import Backend, get_backend, get_default_device
 
 _grad_enabled = True
+_sequence = itertools.count()  # creation numbers of recorded ops: backward runs them newest first
 
 
 class no_grad(contextlib.ContextDecorator):
@@ -81,6 +85,7 @@ class Function:
     xp: Any  #: its array namespace (``numpy``, ``array_api_compat.cupy``, ``array_api_strict``)
     needs_input_grad: tuple[bool, ...]  #: for each input of forward: is it a tensor that requires grad?
     parents: tuple[Any, ...]  #: the inputs of forward, tensors and others
+    sequence: int  #: creation number: an op is created after every op whose output it uses
 
     @staticmethod
     def forward(ctx: Function, *args: Any, **kwargs: Any) -> Any:
@@ -142,15 +147,14 @@ class Function:
             out = out.data
         elif isinstance(out, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
             out = np.asarray(out)
-        requires_grad = _grad_enabled and True in needs
-        result = Tensor._wrap(out, ctx.backend, requires_grad)  # forward may move the result (ToDevice)
-        if requires_grad:
-            ctx.parents = args
-            result._ctx = ctx
+        result = Tensor.__new__(Tensor)
+        result.data, result.backend, result.grad = out, ctx.backend, None  # forward may move the result (ToDevice)
+        if _grad_enabled and True in needs:
+            ctx.parents, ctx.sequence = args, next(_sequence)
+            result.requires_grad, result._ctx = True, ctx
+        else:
+            result.requires_grad, result._ctx = False, None
         return result
-
-    def _free(self) -> None:
-        self._saved = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -342,12 +346,15 @@ class Tensor:
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
             _accumulate(self, upstream)
             return
+        # Walk the graph from the output, always taking next the op created last among those still to do (a heap
+        # of creation numbers): every op that used a tensor was created after it, so by the time a tensor's turn
+        # comes, all the gradient contributions it will receive have been added into grads[id(tensor)].
         grads = {id(self): upstream}
-        for node in reversed(_topological_order(self)):
+        todo = [(-self._ctx.sequence, self)]
+        while todo:
+            node = heapq.heappop(todo)[1]
             ctx = node._ctx
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
+            g = grads.pop(id(node))
             if ctx.backend.context is None:
                 input_grads = ctx.backward(ctx, g)
             else:
@@ -373,13 +380,16 @@ class Tensor:
                 if id(pg) in returned:  # one array returned for two inputs (a + b): give each its own
                     pg = parent.backend.xp.asarray(pg, copy=True)
                 returned.append(id(pg))
-                if parent._ctx is None:
-                    _accumulate(parent, pg)
+                if parent._ctx is None:  # a leaf: add into .grad (out of place: pg may be shared)
+                    grad_so_far = parent.grad
+                    parent.grad = Tensor._wrap(pg if grad_so_far is None else grad_so_far.data + pg, parent.backend)
+                elif id(parent) in grads:  # a second path to this tensor: the chain rule adds them
+                    grads[id(parent)] = grads[id(parent)] + pg
                 else:
-                    key = id(parent)
-                    grads[key] = grads[key] + pg if key in grads else pg
+                    grads[id(parent)] = pg
+                    heapq.heappush(todo, (-parent._ctx.sequence, parent))
             if not retain_graph:
-                ctx._free()
+                ctx._saved = None  # free what forward saved
 
     # -- operators -----------------------------------------------------------------------------------------------
     def __add__(self, other):
@@ -632,26 +642,6 @@ def _device_mismatch(op: str, args: tuple) -> RuntimeError:
 def _shape_error(op: str, arrays: list, exc: ValueError) -> ValueError:
     shapes = " and ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in arrays)
     return ValueError(f"{op}: cannot apply to inputs of shapes {shapes}: {exc}")
-
-
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Non-leaf tensors reachable from ``root``, each after every tensor it was computed from (iterative DFS)."""
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if children_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent, needed in zip(node._ctx.parents, node._ctx.needs_input_grad):
-            if needed and parent._ctx is not None and id(parent) not in visited:
-                stack.append((parent, False))
-    return order
 
 
 def _one_per_input(ctx: Function, grads: tuple) -> tuple:

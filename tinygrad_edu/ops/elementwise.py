@@ -102,7 +102,9 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
-        return g * ctx.xp.sign(z)  # z >= 0, so sign(z) is the 0/1 mask [x > 0]
+        mask = ctx.xp.sign(z)  # z >= 0, so sign(z) is the 0/1 mask [x > 0], a new array
+        mask *= g
+        return mask
 
 
 class Abs(Function):

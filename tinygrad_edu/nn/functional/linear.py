@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tinygrad_edu.ops.broadcast import accumulating_sum
 from tinygrad_edu.tensor import Function, Tensor
 
 
@@ -11,7 +10,7 @@ class LinearFunction(Function):
 
     With G = dL/dy and x, G flattened to matrices X (n, in), G (n, out) over the leading axes:
 
-        dL/dx = G W            dL/dW = Gᵀ X            dL/db = Σ_rows G
+        dL/dx = G W            dL/dW = Gᵀ X            dL/db = Σ_rows G = 1ᵀ G
     """
 
     @staticmethod
@@ -25,7 +24,12 @@ class LinearFunction(Function):
             raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
         ctx.save_for_backward(x, weight)
         y = ctx.backend.matmul(x, weight.T)
-        return y if bias is None else y + bias
+        if bias is None:
+            return y
+        if y.dtype == bias.dtype:
+            y += bias  # y is a new array: add in place, saving an allocation
+            return y
+        return y + bias
 
     @staticmethod
     def backward(ctx, g):
@@ -35,7 +39,9 @@ class LinearFunction(Function):
         if g.ndim != 2:  # (..., out) -> (n, out): every leading position is a row
             g, x = xp.reshape(g, (-1, g.shape[-1])), xp.reshape(x, (-1, x.shape[-1]))
         grad_w = ctx.backend.matmul(g.T, x)
-        grad_b = accumulating_sum(xp, g, axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        grad_b = None
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:  # Σ_rows G as the product 1ᵀ G (BLAS: fast)
+            grad_b = ctx.backend.matmul(xp.ones(g.shape[0], dtype=g.dtype, device=g.device), g)
         return grad_x, grad_w, grad_b
 
 

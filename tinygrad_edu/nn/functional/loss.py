@@ -10,7 +10,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def _reduce(xp, per_sample, reduction):
     if reduction == "mean":
-        return xp.mean(per_sample)
+        return xp.sum(per_sample) / per_sample.shape[0]
     if reduction == "sum":
         return xp.sum(per_sample)
     return per_sample
@@ -19,6 +19,11 @@ def _reduce(xp, per_sample, reduction):
 def _upstream(xp, g, reduction, n):
     """dL/d(per-sample loss) from dL/d(reduced loss)."""
     return g / n if reduction == "mean" else g
+
+
+def _cast(xp, x, dtype):
+    """``x`` in ``dtype`` (float16 losses are computed in float32 and rounded once at the end)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
 
 
 def _check_reduction(op, reduction):
@@ -40,28 +45,26 @@ class CrossEntropy(Function):
                 f"cross_entropy: expected logits (N, C) and target (N,), got {tuple(logits.shape)} and "
                 f"{tuple(target.shape)}"
             )
-        if not xp.isdtype(target.dtype, "integral"):
-            raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}")
         n, classes = logits.shape
-        if n and bool(xp.any((target < 0) | (target >= classes))):
+        z = xp.astype(logits, xp.float32) if logits.dtype == ctx.backend.float16 else logits
+        onehot = xp.astype(xp.arange(classes, device=logits.device)[None, :] == target[:, None], z.dtype)
+        if n and bool(xp.sum(onehot) != n):  # a row without a 1: its class index is outside [0, C)
             raise ValueError(f"cross_entropy: target values must be in [0, {classes}), got values outside")
-        z = logits if logits.dtype != getattr(xp, "float16", None) else xp.astype(logits, xp.float32)
         shifted = z - xp.max(z, axis=1, keepdims=True)
         exp = xp.exp(shifted)
         sum_exp = xp.sum(exp, axis=1, keepdims=True)
-        onehot = xp.astype(xp.arange(classes, device=logits.device)[None, :] == target[:, None], z.dtype)
         per_sample = xp.log(sum_exp)[:, 0] - xp.sum(shifted * onehot, axis=1)
         ctx.save_for_backward(exp / sum_exp, onehot)
         ctx.reduction, ctx.n, ctx.dtype = reduction, n, logits.dtype
-        return xp.astype(_reduce(xp, per_sample, reduction), logits.dtype)
+        return _cast(xp, _reduce(xp, per_sample, reduction), logits.dtype)
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
         softmax, onehot = ctx.saved_tensors
-        g = xp.astype(_upstream(xp, g, ctx.reduction, ctx.n), softmax.dtype)
+        g = _cast(xp, _upstream(xp, g, ctx.reduction, ctx.n), softmax.dtype)
         g = g[:, None] if ctx.reduction == "none" else g
-        return xp.astype((softmax - onehot) * g, ctx.dtype), None
+        return _cast(xp, (softmax - onehot) * g, ctx.dtype), None
 
 
 class MSELoss(Function):
@@ -92,6 +95,8 @@ def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Te
     _check_reduction("cross_entropy", reduction)
     if not isinstance(target, Tensor):
         target = Tensor(target, device=logits.device)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}")
     return CrossEntropy.apply(logits, target, reduction=reduction)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tinygrad_edu.nn import functional as F
 from tinygrad_edu.nn.modules.module import Module
+from tinygrad_edu.ops import Relu
 from tinygrad_edu.tensor import Tensor
 
 
@@ -11,7 +11,7 @@ class ReLU(Module):
     """``max(x, 0)`` elementwise."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return Relu.apply(x)
 
 
 class Tanh(Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from tinygrad_edu.backend import get_backend
-from tinygrad_edu.nn import functional as F
+from tinygrad_edu.nn.functional.linear import LinearFunction
 from tinygrad_edu.nn.modules.module import Module, Parameter
 from tinygrad_edu.tensor import Tensor
 
@@ -30,7 +30,9 @@ class Linear(Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
+        if self.bias is None:
+            return LinearFunction.apply(x, self.weight)
+        return LinearFunction.apply(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
