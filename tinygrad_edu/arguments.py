@@ -27,6 +27,8 @@ def axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
         normalized.append(a % max(ndim, 1))
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"repeated axis in {axis}")
+    if ndim == 0:  # as in PyTorch, a 0-d tensor accepts axis 0 (or -1): it reduces its one element
+        return None
     return tuple(sorted(normalized))
 
 
@@ -95,6 +97,6 @@ def index(index: Any, tensor: Tensor) -> Any:
         elif isinstance(item, (list, np.ndarray)):
             item = tensor.backend.asarray(np.asarray(item))
         items.append(item)
-    if Ellipsis not in items and not any(hasattr(i, "shape") for i in items):
+    if not any(i is Ellipsis or hasattr(i, "shape") for i in items):  # `is`: `in` would compare arrays with ==
         items.append(Ellipsis)
     return tuple(items)

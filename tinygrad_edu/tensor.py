@@ -282,10 +282,14 @@ class Tensor:
         return out
 
     def astype(self, dtype: Any) -> Tensor:
-        """Cast to ``dtype`` (differentiable: the gradient is cast back)."""
-        if np.dtype(dtype) == self.dtype:
+        """Cast to ``dtype``: differentiable between floating dtypes (the gradient is cast back); a cast to an integer
+        or boolean dtype has no gradient, as in PyTorch."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
             return self
-        return _ops.Cast.apply(self, np.dtype(dtype))
+        if dtype.kind != "f":
+            return Tensor._wrap(self.backend.xp.astype(self.data, self.backend.dtype(dtype)), self.backend)
+        return _ops.Cast.apply(self, dtype)
 
     def half(self) -> Tensor:
         return self.astype(np.float16)
@@ -437,9 +441,10 @@ class Tensor:
     # comparisons: tensors of booleans, never on the tape
     def _compare(self, other, name):
         other = _operand(other, self)
-        other = other.data if isinstance(other, Tensor) else other
-        if isinstance(other, Tensor) or (hasattr(other, "shape") and not self.backend.owns(other)):
-            raise RuntimeError(f"{name}: tensors on different devices")
+        if isinstance(other, Tensor):
+            if other.backend is not self.backend:
+                raise _device_mismatch(name, (self, other))
+            other = other.data
         return Tensor._wrap(getattr(self.backend.xp, name)(self.data, other), self.backend)
 
     def __lt__(self, other):

@@ -49,7 +49,7 @@ class StrictBackend(Backend):
     def from_host(self, host):
         if host.dtype == np.float16:
             raise TypeError("the 'strict' backend has no dtype float16 (array_api_strict does not provide it)")
-        return self.xp.asarray(np.ascontiguousarray(host), device=self.device)
+        return self.xp.asarray(np.asarray(host, order="C"), device=self.device)  # (ascontiguousarray makes 0-d 1-d)
 
     def to_host(self, array):
         return np.from_dlpack(array.to_device(self._host_device)).copy()

@@ -91,7 +91,11 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """z = max(x, 0);  dz/dx = 1 where x > 0, else 0 (Glorot et al. 2011)."""
+    """z = max(x, 0);  dz/dx = 1 where x > 0, else 0 (Glorot et al. 2011).
+
+    The backward multiplies g by the 0/1 mask (branch-free, several times faster than a select), so a NaN or
+    infinite upstream gradient stays NaN where x <= 0 instead of being zeroed: a broken gradient stays visible.
+    """
 
     @staticmethod
     def forward(ctx, x):

@@ -55,24 +55,35 @@ class GetItem(Function):
 
     Slices, integers, ``None`` and boolean masks pick each element at most once, so the gradient is written with an
     assignment. Integer-array indices may pick an element several times (``x[[0, 0]]``): those gradients must add
-    up, which is the backend's scatter-add.
+    up, which is the backend's scatter-add. A lone 1-D integer array picks rows: that is the standard's ``take``.
     """
 
     @staticmethod
     def forward(ctx, x, index):
         xp = ctx.xp
-        ctx.x_shape, ctx.x_dtype, ctx.index = tuple(x.shape), x.dtype, index
-        ctx.repeats = any(hasattr(i, "dtype") and i.dtype != xp.bool for i in index)
+        ctx.x_shape, ctx.index = tuple(x.shape), index
+        arrays = [i for i in index if hasattr(i, "dtype")]
+        ctx.repeats = any(i.dtype != xp.bool for i in arrays)
+        if len(index) == 1 and arrays:
+            if ctx.repeats and index[0].ndim == 1:
+                return xp.take(x, index[0], axis=0)
+            return x[index[0]]  # a lone boolean mask (or n-d integer array)
+        if any(i is None for i in index):  # backward writes through the index without its new axes
+            ctx.plain_index = tuple(i for i in index if i is not None)
+            ctx.plain_shape = tuple(x[ctx.plain_index].shape)
         return x[index]
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
         grad = xp.zeros(ctx.x_shape, dtype=g.dtype, device=g.device)
+        index = ctx.index
         if ctx.repeats:
-            ctx.backend.scatter_add(grad, ctx.index, g)
-        else:
-            grad[ctx.index] = g
+            ctx.backend.scatter_add(grad, index, g)
+            return grad
+        if hasattr(ctx, "plain_index"):
+            index, g = ctx.plain_index, xp.reshape(g, ctx.plain_shape)
+        grad[index[0] if len(index) == 1 and hasattr(index[0], "dtype") else index] = g
         return grad
 
 
