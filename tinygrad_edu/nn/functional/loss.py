@@ -8,14 +8,6 @@ from tinygrad_edu.tensor import Function, Tensor
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce(xp, per_sample, reduction):
-    if reduction == "mean":
-        return xp.sum(per_sample) / per_sample.shape[0]
-    if reduction == "sum":
-        return xp.sum(per_sample)
-    return per_sample
-
-
 def _upstream(xp, g, reduction, n):
     """dL/d(per-sample loss) from dL/d(reduced loss)."""
     return g / n if reduction == "mean" else g
@@ -53,10 +45,15 @@ class CrossEntropy(Function):
         shifted = z - xp.max(z, axis=1, keepdims=True)
         exp = xp.exp(shifted)
         sum_exp = xp.sum(exp, axis=1, keepdims=True)
-        per_sample = xp.log(sum_exp)[:, 0] - xp.sum(shifted * onehot, axis=1)
+        log_sum_exp = xp.log(sum_exp)  # (N, 1)
+        if reduction == "none":
+            loss = log_sum_exp[:, 0] - xp.sum(shifted * onehot, axis=1)
+        else:  # Σᵢ ℓᵢ = Σᵢ logsumexp(zᵢ) - Σᵢ zᵢ[tᵢ]: two whole-array sums, cheaper than a sum per row
+            loss = xp.sum(log_sum_exp) - xp.sum(shifted * onehot)
+            loss = loss / n if reduction == "mean" else loss
         ctx.save_for_backward(exp / sum_exp, onehot)
         ctx.reduction, ctx.n, ctx.dtype = reduction, n, logits.dtype
-        return _cast(xp, _reduce(xp, per_sample, reduction), logits.dtype)
+        return _cast(xp, loss, logits.dtype)
 
     @staticmethod
     def backward(ctx, g):
