@@ -944,3 +944,18 @@ def test_comparisons_are_boolean_and_off_the_tape(device, op, data):
         assert out.requires_grad is False and out.grad_fn is None
         assert out.dtype == np.bool_
         np.testing.assert_array_equal(out.numpy(), expected)
+
+
+@pytest.mark.parametrize("index", [(slice(None), [2, 0, 2]), ([1, 1],), (slice(None), slice(None), [0, 0]),
+                                   (Ellipsis, [1, 0, 1])], ids=["axis1", "rows", "axis2", "after_ellipsis"])
+def test_integer_array_along_one_axis_is_a_take(device, index):
+    """One 1-D integer array among full slices picks along one axis (``take``), on every backend, repeats adding up."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    t = leaf(x, device)
+    out = t[index]
+    np.testing.assert_array_equal(out.numpy(), x[index])
+    gradcheck(lambda v: v[index] * 1.5, [leaf(x, device)])
+    out.backward(np.ones(out.shape))
+    expected = np.zeros_like(x)
+    np.add.at(expected, index, 1.0)
+    np.testing.assert_array_equal(t.grad.numpy(), expected)

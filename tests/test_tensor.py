@@ -28,7 +28,8 @@ def test_tensor_copies_its_data(device):
     host[0] = 100.0
     assert t.numpy()[0] == 0.0
     assert t.device == ("cuda:0" if device == "cuda" else device)
-    assert t.shape == (4,) and t.ndim == 1 and t.size == 4 and len(t) == 4
+    assert t.shape == (4,) and t.ndim == 1 and t.numel() == 4 and len(t) == 4
+    assert t.size() == (4,) and t.size(0) == 4 and t.size(-1) == 4
 
 
 def test_integer_tensors_cannot_require_grad(device):
@@ -291,7 +292,91 @@ def test_mixing_devices_names_both():
 def test_shape_errors_name_op_and_shapes():
     with pytest.raises(ValueError, match=r"MatMul: shapes \(2, 3\) and \(4, 5\)"):
         Tensor(np.ones((2, 3))) @ Tensor(np.ones((4, 5)))
-    with pytest.raises(ValueError, match=r"Add: .*\(3,\) and \(4,\)"):
+    with pytest.raises(ValueError, match=r"Add: .*\(3,\) float64 and \(4,\) float64"):
         Tensor(np.ones(3)) + Tensor(np.ones(4))
     with pytest.raises(ValueError, match=r"reshape: .*\(2, 3\).*\(4, 2\)"):
         Tensor(np.ones((2, 3))).reshape(4, 2)
+
+
+def test_second_backward_through_ops_without_saved_arrays_also_raises():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    y = (x + x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])  # the failed call added nothing
+
+
+def test_keeping_the_losses_does_not_keep_the_graphs():
+    """A common habit, ``losses.append(loss)``: after backward the graph must not hold the activations."""
+    from tinygrad_edu import nn, optim
+
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    x = Tensor(np.random.randn(128, 64).astype(np.float32))
+    target = Tensor(np.random.randint(0, 2, 128))
+    losses = []
+
+    def step():
+        loss = nn.functional.cross_entropy(model(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss)
+
+    for _ in range(5):
+        step()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(200):
+            step()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 200 * 4 * 1024, f"{grown} bytes kept by 200 losses"  # a few small objects each, no activations
+
+
+def test_leaf_gradients_are_writable_arrays():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    x.sum().backward()
+    x.grad.data += 1.0  # not a read-only broadcast view
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
+
+
+def test_numpy_scalars_act_as_python_numbers(device):
+    x = Tensor([1.0, 4.0], device=device)
+    y = x / np.sqrt(np.float64(4.0)) * np.float32(3.0)
+    assert y.dtype == tg.float32
+    np.testing.assert_allclose(y.numpy(), [1.5, 6.0])
+
+
+def test_axis_errors_are_clear():
+    t = Tensor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"transpose: axis 5 is out of range for a tensor of shape \(2, 3\)"):
+        t.transpose(0, 5)
+    with pytest.raises(ValueError, match=r"squeeze: axis 5 is out of range"):
+        t.squeeze(5)
+    with pytest.raises(ValueError, match=r"unsqueeze: axis 4 is out of range"):
+        t.unsqueeze(4)
+    with pytest.raises(ValueError, match=r"axis 2 is out of range for a tensor with 2 dimension"):
+        t.sum(axis=2)
+
+
+def test_clip_rejects_tensor_bounds_with_a_hint():
+    with pytest.raises(TypeError, match="maximum\\(\\)/minimum\\(\\)"):
+        Tensor([1.0, 2.0]).clip(Tensor([1.5, 1.5]))
+
+
+def test_where_checks_its_condition(device):
+    x = Tensor([1.0, -2.0, 3.0], requires_grad=True, device=device)
+    out = tg.where(x > 0, 1.0, 0.0)  # two numbers: a float32 tensor
+    assert out.dtype == tg.float32
+    np.testing.assert_array_equal(out.numpy(), [1.0, 0.0, 1.0])
+    with pytest.raises(TypeError, match="condition must be a boolean tensor, got dtype float32"):
+        tg.where(x.float(), x, 0.0)
+    other = "strict" if device == "cpu" else "cpu"
+    with pytest.raises(RuntimeError, match="Where: expected all tensors on one device"):
+        tg.where(Tensor([True, False, True], device=other), x, 0.0)

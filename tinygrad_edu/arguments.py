@@ -37,7 +37,7 @@ def shape_arg(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     shape = tuple(int(s) for s in shape)
-    size = tensor.size
+    size = tensor.numel()
     if shape.count(-1) > 1:
         raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
     known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))

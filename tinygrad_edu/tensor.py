@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +47,10 @@ class no_grad(contextlib.ContextDecorator):
         global _grad_enabled
         _grad_enabled = self._previous
         return False
+
+
+class InputError(ValueError):
+    """Raised by an op that checked its own inputs; its message already names the op, and passes through as is."""
 
 
 def is_grad_enabled() -> bool:
@@ -103,13 +108,9 @@ class Function:
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
         """What ``forward`` passed to ``save_for_backward``, as arrays."""
-        saved = getattr(self, "_saved", ())
+        saved = self._saved
         if saved is None:
-            raise RuntimeError(
-                f"Trying to backward through {type(self).__name__} a second time, but its saved arrays were freed "
-                "after the first backward. Call the first backward with retain_graph=True if you need to backward "
-                "through the same graph twice."
-            )
+            raise _freed_error(self)
         return saved
 
     # -- running the op ------------------------------------------------------------------------------------------
@@ -132,17 +133,17 @@ class Function:
         if backend is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
         ctx = cls.__new__(cls)
-        ctx.backend, ctx.xp, ctx.needs_input_grad = backend, backend.xp, tuple(needs)
+        ctx.backend, ctx.xp, ctx.needs_input_grad, ctx._saved = backend, backend.xp, tuple(needs), ()
         try:
             if backend.context is None:
                 out = cls.forward(ctx, *arrays, **kwargs)
             else:
                 with backend.context:  # e.g. CuPy's current GPU
                     out = cls.forward(ctx, *arrays, **kwargs)
-        except ValueError as exc:  # e.g. shapes that do not broadcast: say which op and which shapes
-            if str(exc).startswith(cls.__name__):  # the op's own message already names it
-                raise
-            raise _shape_error(cls.__name__, arrays, exc) from exc
+        except InputError:
+            raise
+        except ValueError as exc:  # from the array library (e.g. shapes that do not broadcast): name op and inputs
+            raise _library_error(cls.__name__, arrays, exc) from exc
         if isinstance(out, Tensor):
             out = out.data
         elif isinstance(out, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
@@ -198,7 +199,7 @@ class Tensor:
 
     @staticmethod
     def _wrap(array: Any, backend: Backend, requires_grad: bool = False) -> Tensor:
-        """Wrap an array of ``backend`` without copying (used by ``Function.apply``)."""
+        """Wrap an array of ``backend`` without copying."""
         t = Tensor.__new__(Tensor)
         t.data, t.backend, t.requires_grad, t.grad, t._ctx = array, backend, requires_grad, None, None
         return t
@@ -212,12 +213,13 @@ class Tensor:
     def ndim(self) -> int:
         return self.data.ndim
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.data.shape, dtype=np.int64))
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        """The shape, or the size of axis ``dim`` (PyTorch's ``size``; ``numel()`` counts the elements)."""
+        return self.shape if dim is None else self.shape[dim]
 
     def numel(self) -> int:
-        return self.size
+        """The number of elements."""
+        return math.prod(self.data.shape)
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -261,7 +263,7 @@ class Tensor:
 
     def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number."""
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to a Python number, got shape {self.shape}")
         return self.numpy().reshape(()).item()
 
@@ -312,7 +314,7 @@ class Tensor:
         return f"Tensor({values}, dtype={self.dtype}, device={self.device!r}{grad})"
 
     def __bool__(self) -> bool:
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"the truth value of a tensor with shape {self.shape} is ambiguous")
         return bool(self.item())
 
@@ -335,7 +337,7 @@ class Tensor:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
         xp = self.backend.xp
         if grad is None:
-            if self.size != 1:
+            if self.numel() != 1:
                 raise RuntimeError(
                     f"backward(): grad can be created implicitly only for one-element outputs; this tensor has shape "
                     f"{self.shape}. Pass grad= (an array or Tensor of that shape), or reduce it first (e.g. .sum())."
@@ -348,7 +350,7 @@ class Tensor:
             if tuple(upstream.shape) != self.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(upstream.shape)}, the tensor has shape {self.shape}")
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
-            _accumulate(self, upstream)
+            self.grad = Tensor._wrap(upstream if self.grad is None else self.grad.data + upstream, self.backend)
             return
         # Walk the graph from the output, always taking next the op created last among those still to do (a heap
         # of creation numbers): every op that used a tensor was created after it, so by the time a tensor's turn
@@ -358,6 +360,8 @@ class Tensor:
         while todo:
             node = heapq.heappop(todo)[1]
             ctx = node._ctx
+            if ctx.parents is None:
+                raise _freed_error(ctx)
             g = grads.pop(id(node))
             if ctx.backend.context is None:
                 input_grads = ctx.backward(ctx, g)
@@ -368,7 +372,7 @@ class Tensor:
                 input_grads = (input_grads,)
             if len(input_grads) != len(ctx.parents):
                 input_grads = _one_per_input(ctx, input_grads)
-            returned = []
+            returned = [] if len(input_grads) > 1 else None
             for parent, pg, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
                 if pg is None or not needed:
                     continue
@@ -381,9 +385,10 @@ class Tensor:
                     )
                 if pg.dtype != parent.data.dtype:
                     pg = parent.backend.xp.astype(pg, parent.data.dtype)
-                if id(pg) in returned:  # one array returned for two inputs (a + b): give each its own
-                    pg = parent.backend.xp.asarray(pg, copy=True)
-                returned.append(id(pg))
+                if returned is not None:
+                    if id(pg) in returned:  # one array returned for two inputs (a + b): give each its own
+                        pg = parent.backend.xp.asarray(pg, copy=True)
+                    returned.append(id(pg))
                 if parent._ctx is None:  # a leaf: add into .grad (out of place: pg may be shared)
                     grad_so_far = parent.grad
                     parent.grad = Tensor._wrap(pg if grad_so_far is None else grad_so_far.data + pg, parent.backend)
@@ -392,8 +397,8 @@ class Tensor:
                 else:
                     grads[id(parent)] = pg
                     heapq.heappush(todo, (-parent._ctx.sequence, parent))
-            if not retain_graph:
-                ctx._saved = None  # free what forward saved
+            if not retain_graph:  # free what forward saved, and the links to the inputs (their arrays too)
+                ctx._saved = ctx.parents = None
 
     # -- operators -----------------------------------------------------------------------------------------------
     def __add__(self, other):
@@ -488,7 +493,12 @@ class Tensor:
         return _ops.Abs.apply(self)
 
     def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
-        """Clamp to [min, max]; the gradient passes where min <= x <= max."""
+        """Clamp to [min, max] (Python numbers; for tensor bounds use ``maximum``/``minimum``); the gradient passes
+        where min <= x <= max."""
+        for name, bound in (("min", min), ("max", max)):
+            if bound is not None and not isinstance(bound, (int, float)):
+                raise TypeError(f"clip: {name} must be a Python number or None, got {type(bound).__name__}; "
+                                "for tensor bounds use maximum()/minimum()")
         return _ops.Clip.apply(self, min=min, max=max)
 
     clamp = clip
@@ -532,6 +542,9 @@ class Tensor:
         """Swap two axes (default: the last two, as ``.T`` on a matrix)."""
         if self.ndim < 2:
             return self
+        for d in (dim0, dim1):
+            if not -self.ndim <= d < self.ndim:
+                raise ValueError(f"transpose: axis {d} is out of range for a tensor of shape {self.shape}")
         dims = list(range(self.ndim))
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return self.permute(dims)
@@ -552,12 +565,18 @@ class Tensor:
         return self.reshape(shape[:start] + (int(np.prod(shape[start : end + 1])),) + shape[end + 1 :])
 
     def unsqueeze(self, dim):
+        if not -(self.ndim + 1) <= dim <= self.ndim:
+            raise ValueError(f"unsqueeze: axis {dim} is out of range for a tensor of shape {self.shape}")
         dim = dim % (self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
+        if not -max(self.ndim, 1) <= dim < max(self.ndim, 1):
+            raise ValueError(f"squeeze: axis {dim} is out of range for a tensor of shape {self.shape}")
+        if self.ndim == 0:
+            return self
         dim = dim % self.ndim
         if self.shape[dim] != 1:
             return self
@@ -616,10 +635,19 @@ def split(tensor: Tensor, split_size_or_sections: int | Sequence[int], axis: int
 
 
 def where(condition: Tensor, x: Any, y: Any) -> Tensor:
-    """Elementwise ``x if condition else y``; the gradient flows to the chosen branch."""
-    like = x if isinstance(x, Tensor) else y if isinstance(y, Tensor) else condition
-    cond = condition.data if isinstance(condition, Tensor) else like.backend.asarray(condition, np.bool_)
-    return _ops.Where.apply(_operand(x, like), _operand(y, like), condition=cond)
+    """Elementwise ``x if condition else y`` (``condition`` a boolean tensor); the gradient flows to the chosen branch.
+
+    ``x`` and ``y`` may be tensors or Python numbers; with two numbers the result is a float32 (or int64) tensor.
+    """
+    if not isinstance(condition, Tensor):
+        like = x if isinstance(x, Tensor) else y
+        condition = Tensor(condition, device=like.device if isinstance(like, Tensor) else None)
+    if condition.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a boolean tensor, got dtype {condition.dtype}")
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        x = Tensor(x, device=condition.device)
+    like = x if isinstance(x, Tensor) else y
+    return _ops.Where.apply(condition, _operand(x, like), _operand(y, like))
 
 
 def maximum(a: Any, b: Any) -> Tensor:
@@ -637,6 +665,13 @@ def minimum(a: Any, b: Any) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # helpers of the tape
 # ----------------------------------------------------------------------------------------------------------------
+def _freed_error(ctx: Function) -> RuntimeError:
+    return RuntimeError(
+        f"Trying to backward through {type(ctx).__name__} a second time, but the graph behind it was freed by the "
+        "first backward. Call the first backward with retain_graph=True if you need to backward through it twice."
+    )
+
+
 def _device_mismatch(op: str, args: tuple) -> RuntimeError:
     devices = sorted({a.device for a in args if isinstance(a, Tensor)})
     return RuntimeError(
@@ -644,9 +679,9 @@ def _device_mismatch(op: str, args: tuple) -> RuntimeError:
     )
 
 
-def _shape_error(op: str, arrays: list, exc: ValueError) -> ValueError:
-    shapes = " and ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in arrays)
-    return ValueError(f"{op}: cannot apply to inputs of shapes {shapes}: {exc}")
+def _library_error(op: str, arrays: list, exc: ValueError) -> ValueError:
+    inputs = " and ".join(f"{tuple(a.shape)} {a.dtype}" if hasattr(a, "shape") else repr(a) for a in arrays)
+    return ValueError(f"{op}: cannot apply to inputs {inputs}: {exc}")
 
 
 def _one_per_input(ctx: Function, grads: tuple) -> tuple:
@@ -657,14 +692,6 @@ def _one_per_input(ctx: Function, grads: tuple) -> tuple:
     if len(grads) > n and all(g is None for g in grads[n:]):
         return grads[:n]
     raise RuntimeError(f"{type(ctx).__name__}.backward returned {len(grads)} gradient(s) for {n} input(s) of forward")
-
-
-def _accumulate(leaf: Tensor, grad: Any) -> None:
-    """Add ``grad`` into ``leaf.grad`` (out of place: ``grad`` may be shared with other inputs)."""
-    if leaf.grad is None:
-        leaf.grad = Tensor._wrap(grad, leaf.backend)
-    else:
-        leaf.grad = Tensor._wrap(leaf.grad.data + grad, leaf.backend)
 
 
 def _backend_of(data: Any) -> Backend | None:
@@ -695,7 +722,9 @@ def _operand(value: Any, like: Tensor, scalars: bool = True) -> Any:
     """The other operand of a binary op: Tensors and Python numbers pass through, arrays become tensors."""
     if isinstance(value, Tensor):
         return value
-    if scalars and isinstance(value, (int, float, bool)) and not isinstance(value, np.ndarray):
+    if scalars and isinstance(value, np.generic) and value.ndim == 0:
+        value = value.item()  # a NumPy scalar acts as the Python number it holds
+    if scalars and isinstance(value, (int, float, bool)):
         return value
     return Tensor(value, device=like.device)
 

@@ -44,7 +44,10 @@ class Backend:
     # -- placement -------------------------------------------------------------------------------------------
 
     def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
-        """Copy host data (a NumPy array, list or scalar) into a new array on this device."""
+        """Copy data (a NumPy array, list, scalar, or an array of this backend) into a new array on this device."""
+        if self.owns(data):
+            array = self.xp.asarray(data, copy=True)
+            return array if dtype is None else self.xp.astype(array, self.dtype(dtype))
         host = np.array(data, dtype=dtype, copy=True, order="K")
         return self.from_host(host)
 

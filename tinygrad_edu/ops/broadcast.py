@@ -10,12 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 
-def accumulating_sum(xp: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """``xp.sum``, accumulated in float32 when ``x`` is float16 (large FP16 sums lose digits), in ``x.dtype``."""
+def accumulating_sum(xp: Any, x: Any, axis: Any = None, keepdims: bool = False, divide_by: int = 1) -> Any:
+    """``xp.sum(x) / divide_by`` in ``x.dtype``; for float16 both done in float32 and rounded once at the end.
+
+    (A float16 sum of many terms loses digits or overflows past 65504; so would a count n > 65504 as a float16.)
+    """
     float16 = getattr(xp, "float16", None)
     if float16 is not None and x.dtype == float16:
-        return xp.astype(xp.sum(x, axis=axis, keepdims=keepdims, dtype=xp.float32), float16)
-    return xp.sum(x, axis=axis, keepdims=keepdims)
+        total = xp.sum(x, axis=axis, keepdims=keepdims, dtype=xp.float32)
+        return xp.astype(total / divide_by if divide_by != 1 else total, float16)
+    total = xp.sum(x, axis=axis, keepdims=keepdims)
+    return total / divide_by if divide_by != 1 else total
+
+
+def scaled(xp: Any, x: Any, factor: float) -> Any:
+    """``x * factor``, computed in float32 for float16 ``x`` (a factor such as 1/n may not fit in float16)."""
+    float16 = getattr(xp, "float16", None)
+    if float16 is not None and x.dtype == float16:
+        return xp.astype(xp.astype(x, xp.float32) * factor, float16)
+    return x * factor
 
 
 def unbroadcast(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:

@@ -3,12 +3,14 @@
 Conventions at points where the derivative is not defined (the same as PyTorch's):
 relu'(0) = 0, |x|'(0) = 0, clip passes the gradient on the closed interval [min, max],
 maximum/minimum split the gradient equally between tied inputs (which is also what central differences measure).
+One difference from PyTorch: relu's backward multiplies by its 0/1 mask, so a NaN or infinite upstream gradient
+stays NaN where x <= 0 (PyTorch zeroes it).
 """
 
 from __future__ import annotations
 
 from tinygrad_edu.ops.broadcast import shape_of, unbroadcast
-from tinygrad_edu.tensor import Function
+from tinygrad_edu.tensor import Function, InputError
 
 
 class Exp(Function):
@@ -73,7 +75,7 @@ class Tanh(Function):
 class Sigmoid(Function):
     """z = 1 / (1 + exp(-x));  dz/dx = z (1 - z).
 
-    Computed as exp(min(x, 0)) / (1 + exp(-|x|)), which never overflows.
+    Computed from e = exp(-|x|) as 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, which never overflows.
     """
 
     @staticmethod
@@ -131,7 +133,7 @@ class Clip(Function):
     @staticmethod
     def forward(ctx, x, min=None, max=None):  # noqa: A002
         if min is not None and max is not None and min > max:
-            raise ValueError(f"Clip: min ({min}) is greater than max ({max})")
+            raise InputError(f"Clip: min ({min}) is greater than max ({max})")
         ctx.save_for_backward(x)
         ctx.bounds = min, max
         return ctx.xp.clip(x, min, max)
@@ -190,10 +192,10 @@ class Minimum(Function):
 
 
 class Where(Function):
-    """z = a where condition else b;  dL/da = g where condition, dL/db = g elsewhere."""
+    """z = a where condition else b;  dL/da = g where condition, dL/db = g elsewhere (the condition gets none)."""
 
     @staticmethod
-    def forward(ctx, a, b, condition):
+    def forward(ctx, condition, a, b):
         ctx.save_for_backward(condition)
         ctx.shapes = shape_of(a), shape_of(b)
         return ctx.xp.where(condition, a, b)
@@ -203,5 +205,6 @@ class Where(Function):
         xp = ctx.xp
         (condition,) = ctx.saved_tensors
         a_shape, b_shape = ctx.shapes
-        return (unbroadcast(xp, xp.where(condition, g, 0.0), a_shape) if ctx.needs_input_grad[0] else None,
-                unbroadcast(xp, xp.where(condition, 0.0, g), b_shape) if ctx.needs_input_grad[1] else None)
+        return (None,
+                unbroadcast(xp, xp.where(condition, g, 0.0), a_shape) if ctx.needs_input_grad[1] else None,
+                unbroadcast(xp, xp.where(condition, 0.0, g), b_shape) if ctx.needs_input_grad[2] else None)

@@ -8,7 +8,7 @@ pad <-> slice out the interior.
 from __future__ import annotations
 
 from tinygrad_edu.ops.broadcast import unbroadcast
-from tinygrad_edu.tensor import Function
+from tinygrad_edu.tensor import Function, InputError
 
 
 class Reshape(Function):
@@ -55,7 +55,8 @@ class GetItem(Function):
 
     Slices, integers, ``None`` and boolean masks pick each element at most once, so the gradient is written with an
     assignment. Integer-array indices may pick an element several times (``x[[0, 0]]``): those gradients must add
-    up, which is the backend's scatter-add. A lone 1-D integer array picks rows: that is the standard's ``take``.
+    up, which is the backend's scatter-add. One 1-D integer array among full slices (``x[:, [2, 0]]``) picks along
+    one axis: that is the standard's ``take``.
     """
 
     @staticmethod
@@ -64,9 +65,11 @@ class GetItem(Function):
         ctx.x_shape, ctx.index = tuple(x.shape), index
         arrays = [i for i in index if hasattr(i, "dtype")]
         ctx.repeats = any(i.dtype != xp.bool for i in arrays)
+        if len(arrays) == 1 and ctx.repeats and arrays[0].ndim == 1:
+            axis = _take_axis(index, x.ndim)
+            if axis is not None:
+                return xp.take(x, arrays[0], axis=axis)
         if len(index) == 1 and arrays:
-            if ctx.repeats and index[0].ndim == 1:
-                return xp.take(x, index[0], axis=0)
             return x[index[0]]  # a lone boolean mask (or n-d integer array)
         if any(i is None for i in index):  # backward writes through the index without its new axes
             ctx.plain_index = tuple(i for i in index if i is not None)
@@ -87,16 +90,28 @@ class GetItem(Function):
         return grad
 
 
+def _take_axis(index, ndim):
+    """The axis of the one integer array in ``index`` if every other item is ``:`` (or one ``...``), else None."""
+    ellipses = [k for k, i in enumerate(index) if i is Ellipsis]
+    items = [i for i in index if i is not Ellipsis]
+    position = next(k for k, i in enumerate(items) if hasattr(i, "dtype"))
+    if len(ellipses) > 1 or not all(i == slice(None) for k, i in enumerate(items) if k != position):
+        return None
+    if ellipses and ellipses[0] <= position:  # the array counts from the end
+        return ndim - (len(items) - position)
+    return position
+
+
 class Concatenate(Function):
     """z = [x₁, x₂, ...] joined along ``axis``;  dL/dxᵢ = the slice of g where xᵢ went."""
 
     @staticmethod
     def forward(ctx, *xs, axis=0):
         if not xs:
-            raise ValueError("Concatenate: expected at least one tensor")
+            raise InputError("Concatenate: expected at least one tensor")
         ndim = xs[0].ndim
         if not -ndim <= axis < ndim:
-            raise ValueError(f"Concatenate: axis {axis} is out of range for {ndim}-dimensional tensors")
+            raise InputError(f"Concatenate: axis {axis} is out of range for {ndim}-dimensional tensors")
         ctx.axis = axis % ndim
         ctx.sizes = [x.shape[ctx.axis] for x in xs]
         return ctx.xp.concat(xs, axis=ctx.axis)

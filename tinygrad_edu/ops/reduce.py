@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from tinygrad_edu.ops.broadcast import accumulating_sum
-from tinygrad_edu.tensor import Function
+from tinygrad_edu.ops.broadcast import accumulating_sum, scaled
+from tinygrad_edu.tensor import Function, InputError
 
 
 def _keep(xp, g, x_shape, axis, keepdims):
@@ -19,6 +19,11 @@ def _keep(xp, g, x_shape, axis, keepdims):
     axes = range(len(x_shape)) if axis is None else axis
     shape = tuple(1 if i in axes else n for i, n in enumerate(x_shape))
     return xp.reshape(g, shape)
+
+
+def _spread(xp, g, x_shape):
+    """g broadcast back over the reduced axes, as a new array (a broadcast view would be read-only in NumPy)."""
+    return xp.asarray(xp.broadcast_to(g, x_shape), copy=True)
 
 
 def _count(x_shape, axis):
@@ -36,8 +41,7 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = ctx.xp
-        return xp.broadcast_to(_keep(xp, g, ctx.x_shape, ctx.axis, ctx.keepdims), ctx.x_shape)
+        return _spread(ctx.xp, _keep(ctx.xp, g, ctx.x_shape, ctx.axis, ctx.keepdims), ctx.x_shape)
 
 
 class Mean(Function):
@@ -47,12 +51,12 @@ class Mean(Function):
     def forward(ctx, x, axis=None, keepdims=False):
         ctx.x_shape, ctx.axis, ctx.keepdims = tuple(x.shape), axis, keepdims
         ctx.n = _count(ctx.x_shape, axis)
-        return accumulating_sum(ctx.xp, x, axis=axis, keepdims=keepdims) / ctx.n
+        return accumulating_sum(ctx.xp, x, axis=axis, keepdims=keepdims, divide_by=ctx.n)
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
-        return xp.broadcast_to(_keep(xp, g, ctx.x_shape, ctx.axis, ctx.keepdims) / ctx.n, ctx.x_shape)
+        return _spread(xp, scaled(xp, _keep(xp, g, ctx.x_shape, ctx.axis, ctx.keepdims), 1 / ctx.n), ctx.x_shape)
 
 
 class _Extremum(Function):
@@ -67,7 +71,7 @@ class _Extremum(Function):
     def forward(ctx, x, axis=None, keepdims=False):
         xp = ctx.xp
         if x.size == 0:
-            raise ValueError(f"{type(ctx).__name__}: cannot reduce an empty tensor of shape {tuple(x.shape)}")
+            raise InputError(f"{type(ctx).__name__}: cannot reduce an empty tensor of shape {tuple(x.shape)}")
         z = getattr(xp, ctx.reduce_name)(x, axis=axis, keepdims=True)
         ctx.save_for_backward(x, z)
         ctx.x_shape, ctx.axis, ctx.keepdims = tuple(x.shape), axis, keepdims
@@ -97,23 +101,26 @@ class Min(_Extremum):
 class Var(Function):
     """v = Σ (x - m)² / (n - correction), m the mean over the axes;  dL/dx = g · 2 (x - m) / (n - correction).
 
-    (The term through m vanishes: Σ (x - m) = 0.)
+    (The term through m vanishes: Σ (x - m) = 0.) With n - correction <= 0 the variance is NaN, as in PyTorch.
+    float16 inputs are centered, squared and summed in float32.
     """
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False, correction=1):
         xp = ctx.xp
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"Var: needs a floating-point tensor, got dtype {x.dtype}")
         n = _count(tuple(x.shape), axis)
-        float16 = getattr(xp, "float16", None)
-        xf = xp.astype(x, xp.float32) if float16 is not None and x.dtype == float16 else x
+        xf = xp.astype(x, xp.float32) if x.dtype == ctx.backend.float16 else x
         centered = xf - xp.mean(xf, axis=axis, keepdims=True)
         ctx.save_for_backward(centered)
-        ctx.x_shape, ctx.axis, ctx.keepdims, ctx.dof = tuple(x.shape), axis, keepdims, n - correction
-        v = xp.sum(centered * centered, axis=axis, keepdims=keepdims) / ctx.dof
+        ctx.x_shape, ctx.axis, ctx.keepdims = tuple(x.shape), axis, keepdims
+        ctx.inverse_dof = 1 / (n - correction) if n > correction else math.nan
+        v = xp.sum(centered * centered, axis=axis, keepdims=keepdims) * ctx.inverse_dof
         return xp.astype(v, x.dtype)
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
         (centered,) = ctx.saved_tensors
-        return _keep(xp, g, ctx.x_shape, ctx.axis, ctx.keepdims) * (2 / ctx.dof) * centered
+        return _keep(xp, g, ctx.x_shape, ctx.axis, ctx.keepdims) * (2 * ctx.inverse_dof) * centered

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinygrad_edu.tensor import Function, Tensor
+from tinygrad_edu.tensor import Function, InputError, Tensor
 
 
 class LinearFunction(Function):
@@ -16,12 +16,12 @@ class LinearFunction(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"linear: input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)} "
                 "(expected input (..., in_features) and weight (out_features, in_features))"
             )
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-            raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+            raise InputError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
         ctx.save_for_backward(x, weight)
         y = ctx.backend.matmul(x, weight.T)
         if bias is None:

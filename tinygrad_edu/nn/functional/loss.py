@@ -1,9 +1,8 @@
-"""Losses, each one op with its gradient in closed form (float16 inputs are computed in float32)."""
+"""Losses, each one op with its gradient in closed form (float16 inputs are computed in float32, rounded once)."""
 
 from __future__ import annotations
 
-from tinygrad_edu.ops.broadcast import accumulating_sum
-from tinygrad_edu.tensor import Function, Tensor
+from tinygrad_edu.tensor import Function, InputError, Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -33,7 +32,7 @@ class CrossEntropy(Function):
     def forward(ctx, logits, target, reduction="mean"):
         xp = ctx.xp
         if logits.ndim != 2 or target.ndim != 1 or target.shape[0] != logits.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"cross_entropy: expected logits (N, C) and target (N,), got {tuple(logits.shape)} and "
                 f"{tuple(target.shape)}"
             )
@@ -41,7 +40,7 @@ class CrossEntropy(Function):
         z = xp.astype(logits, xp.float32) if logits.dtype == ctx.backend.float16 else logits
         onehot = xp.astype(xp.arange(classes, device=logits.device)[None, :] == target[:, None], z.dtype)
         if n and bool(xp.sum(onehot) != n):  # a row without a 1: its class index is outside [0, C)
-            raise ValueError(f"cross_entropy: target values must be in [0, {classes}), got values outside")
+            raise InputError(f"cross_entropy: target values must be in [0, {classes}), got values outside")
         shifted = z - xp.max(z, axis=1, keepdims=True)
         exp = xp.exp(shifted)
         sum_exp = xp.sum(exp, axis=1, keepdims=True)
@@ -69,21 +68,23 @@ class MSELoss(Function):
 
     @staticmethod
     def forward(ctx, a, b, reduction="mean"):
+        xp = ctx.xp
         if tuple(a.shape) != tuple(b.shape):
-            raise ValueError(f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
+            raise InputError(f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
         diff = a - b
+        if diff.dtype == ctx.backend.float16:
+            diff = xp.astype(a, xp.float32) - xp.astype(b, xp.float32)
         ctx.save_for_backward(diff)
         ctx.reduction, ctx.n = reduction, diff.size
         squared = diff * diff
-        if reduction == "none":
-            return squared
-        total = accumulating_sum(ctx.xp, squared)
-        return total / ctx.n if reduction == "mean" else total
+        if reduction != "none":
+            squared = xp.sum(squared) / ctx.n if reduction == "mean" else xp.sum(squared)
+        return _cast(xp, squared, a.dtype)
 
     @staticmethod
     def backward(ctx, g):
         (diff,) = ctx.saved_tensors
-        grad = 2 * diff * _upstream(ctx.xp, g, ctx.reduction, ctx.n)
+        grad = 2 * diff * _upstream(ctx.xp, _cast(ctx.xp, g, diff.dtype), ctx.reduction, ctx.n)
         return (grad if ctx.needs_input_grad[0] else None, -grad if ctx.needs_input_grad[1] else None)
 
 

@@ -18,12 +18,10 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any, requires_grad: bool = True, device: str | None = None):
-        if isinstance(data, Tensor):
-            backend = get_backend(device) if device is not None else data.backend
-            array = data.data if backend is data.backend else backend.from_host(data.numpy())
-        else:
-            backend = get_backend(device)
-            array = backend.asarray(data)
+        if not isinstance(data, Tensor):
+            data = Tensor(data, device=device)  # Tensor's rules: Python floats become float32
+        backend = get_backend(device) if device is not None else data.backend
+        array = data.data if backend is data.backend else backend.from_host(data.numpy())
         self.data, self.backend, self.grad, self._ctx, self.requires_grad = array, backend, None, None, False
         self.requires_grad_(requires_grad)
 
@@ -47,12 +45,15 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        was_buffer = name in self._buffers
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
+        elif was_buffer and (value is None or isinstance(value, Tensor)):
+            self._buffers[name] = value  # reassigning a buffer (running statistics) keeps it a buffer
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
@@ -129,7 +130,8 @@ class Module:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy values into the parameters and buffers; all names, shapes and dtypes are checked before any copy."""
+        """Copy values into the parameters and buffers, cast to their dtypes; every name and shape is checked before
+        anything is copied, so a bad state changes nothing."""
         targets = dict(self.named_parameters())
         targets.update(self.named_buffers())
         missing = sorted(set(targets) - set(state))

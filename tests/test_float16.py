@@ -1,0 +1,56 @@
+"""float16 storage, float32 accumulation: reductions and losses must not overflow or flush to zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+from tinygrad_edu import Tensor
+from tinygrad_edu.nn import functional as F
+
+
+def test_mean_of_many_float16_values_is_accumulated_in_float32():
+    assert Tensor(np.full(1000, 100.0, np.float16)).mean().item() == 100.0  # the float16 sum would be inf
+    assert Tensor(np.full(70000, 0.5, np.float16)).mean().item() == 0.5  # 70000 itself is inf in float16
+    x = Tensor(np.full(70000, 1.0, np.float16), requires_grad=True)
+    x.mean().backward()
+    assert x.grad.dtype == tg.float16
+    np.testing.assert_allclose(x.grad.numpy()[:3].astype(np.float64), 1 / 70000, rtol=1e-2)
+
+
+def test_sum_and_var_of_float16_accumulate_in_float32():
+    x = np.full(4096, 1.0, np.float16)
+    x[::2] = 1.0009766  # 1 + 2^-10: a float16 running sum stalls at 2048 past which 1 is below half an ulp
+    assert Tensor(x).sum().item() == pytest.approx(float(x.astype(np.float64).sum()), rel=1e-3)
+    v = Tensor(np.array([1000.0, 1001.0, 1002.0], np.float16)).var()
+    assert v.dtype == tg.float16 and v.item() == 1.0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_loss_of_float16_is_computed_in_float32(reduction):
+    a = Tensor(np.full(1000, 10.0, np.float16), requires_grad=True)
+    loss = F.mse_loss(a, Tensor(np.zeros(1000, np.float16)), reduction=reduction)
+    assert loss.dtype == tg.float16
+    assert loss.item() == (100.0 if reduction == "mean" else np.inf)  # 1e5 does not fit in float16: honest inf
+    loss.backward()
+    expected = 2 * 10.0 / 1000 if reduction == "mean" else 20.0
+    np.testing.assert_allclose(a.grad.numpy()[:3].astype(np.float64), expected, rtol=1e-3)
+
+
+def test_cross_entropy_of_float16_logits():
+    logits = Tensor(np.array([[30000.0, 0.0], [0.0, 30000.0]], np.float16), requires_grad=True)
+    loss = F.cross_entropy(logits, Tensor([0, 0]))
+    assert loss.dtype == tg.float16 and loss.item() == 15000.0
+    loss.backward()
+    assert np.all(np.isfinite(logits.grad.numpy()))
+
+
+def test_var_with_too_few_elements_is_nan_not_a_crash():
+    x = Tensor(np.ones((3, 1)), requires_grad=True)
+    v = x.var(axis=1)
+    assert np.all(np.isnan(v.numpy()))
+    v.sum().backward()
+    assert np.all(np.isnan(x.grad.numpy()))
+    with pytest.raises(TypeError, match="Var: needs a floating-point tensor, got dtype int64"):
+        Tensor([1, 2, 4]).var()
