@@ -372,7 +372,8 @@ class Tensor:
                 input_grads = (input_grads,)
             if len(input_grads) != len(ctx.parents):
                 input_grads = _one_per_input(ctx, input_grads)
-            returned = [] if len(input_grads) > 1 else None
+            if len(input_grads) > 1 and len(set(map(id, input_grads))) < len(input_grads):
+                input_grads = _unaliased(ctx.xp, input_grads)  # one array returned for two inputs (a + b): copy
             for parent, pg, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
                 if pg is None or not needed:
                     continue
@@ -385,10 +386,6 @@ class Tensor:
                     )
                 if pg.dtype != parent.data.dtype:
                     pg = parent.backend.xp.astype(pg, parent.data.dtype)
-                if returned is not None:
-                    if id(pg) in returned:  # one array returned for two inputs (a + b): give each its own
-                        pg = parent.backend.xp.asarray(pg, copy=True)
-                    returned.append(id(pg))
                 if parent._ctx is None:  # a leaf: add into .grad (out of place: pg may be shared)
                     grad_so_far = parent.grad
                     parent.grad = Tensor._wrap(pg if grad_so_far is None else grad_so_far.data + pg, parent.backend)
@@ -665,6 +662,19 @@ def minimum(a: Any, b: Any) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # helpers of the tape
 # ----------------------------------------------------------------------------------------------------------------
+def _unaliased(xp: Any, grads: tuple) -> tuple:
+    """The gradients with every array that appears a second time replaced by a copy, so no two inputs share one."""
+    seen: set[int] = set()
+    out = []
+    for g in grads:
+        if g is not None and id(g) in seen:
+            g = xp.asarray(g, copy=True)
+        elif g is not None:
+            seen.add(id(g))
+        out.append(g)
+    return tuple(out)
+
+
 def _freed_error(ctx: Function) -> RuntimeError:
     return RuntimeError(
         f"Trying to backward through {type(ctx).__name__} a second time, but the graph behind it was freed by the "

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from tinygrad_edu.optim.optimizer import Optimizer
-from tinygrad_edu.tensor import no_grad
 
 
 class SGD(Optimizer):
@@ -27,8 +26,7 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
-    @no_grad()
-    def step(self) -> None:
+    def step(self) -> None:  # works on the arrays (.data), so nothing is recorded on the tape
         for group in self.param_groups:
             lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
             for p in group["params"]:

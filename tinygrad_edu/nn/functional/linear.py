@@ -20,7 +20,7 @@ class LinearFunction(Function):
                 f"linear: input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)} "
                 "(expected input (..., in_features) and weight (out_features, in_features))"
             )
-        if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        if bias is not None and (bias.ndim != 1 or bias.shape[0] != weight.shape[0]):
             raise InputError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
         ctx.save_for_backward(x, weight)
         y = ctx.backend.matmul(x, weight.T)
@@ -41,8 +41,22 @@ class LinearFunction(Function):
         grad_w = ctx.backend.matmul(g.T, x)
         grad_b = None
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:  # Σ_rows G as the product 1ᵀ G (BLAS: fast)
-            grad_b = ctx.backend.matmul(xp.ones(g.shape[0], dtype=g.dtype, device=g.device), g)
+            grad_b = ctx.backend.matmul(_ones(ctx, g.shape[0], g.dtype), g)
         return grad_x, grad_w, grad_b
+
+
+_ones_cache: dict = {}
+
+
+def _ones(ctx, n, dtype):
+    """A vector of n ones for 1ᵀ G, kept from one step to the next (it is only ever read)."""
+    key = (ctx.backend.name, n, dtype)
+    ones = _ones_cache.get(key)
+    if ones is None:
+        if len(_ones_cache) > 64:  # batch sizes come and go: keep the cache small
+            _ones_cache.clear()
+        ones = _ones_cache[key] = ctx.xp.ones(n, dtype=dtype, device=ctx.backend.device)
+    return ones
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
