@@ -20,7 +20,14 @@ from tinygrad_edu.backend import (
     set_default_device,
 )
 from tinygrad_edu.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
-from tinygrad_edu.gradcheck import GradcheckError, gradcheck
+from tinygrad_edu.gradcheck import (
+    GradcheckError,
+    GradcheckReport,
+    NonDifferentiablePointError,
+    check_gradients,
+    gradcheck,
+    gradcheck_module,
+)
 from tinygrad_edu.tensor import (
     Function,
     Tensor,
@@ -45,8 +52,8 @@ bool_ = _np.dtype("bool")
 __version__ = "0.1.0"
 
 __all__ = [
-    "DeviceUnavailableError", "Function", "GradcheckError", "Tensor", "arange", "bool_", "cat", "concatenate",
-    "cuda_is_available", "datasets", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck",
+    "DeviceUnavailableError", "Function", "GradcheckError", "GradcheckReport", "NonDifferentiablePointError", "Tensor", "arange", "bool_", "cat", "check_gradients", "concatenate",
+    "cuda_is_available", "datasets", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck", "gradcheck_module",
     "int32", "int64", "is_grad_enabled", "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand",
     "randn", "set_default_device", "split", "stack", "where", "zeros", "zeros_like",
 ]

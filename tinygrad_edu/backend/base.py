@@ -64,8 +64,9 @@ class Backend:
         raise NotImplementedError
 
     # -- dtypes ----------------------------------------------------------------------------------------------
-    def dtype(self, dtype: np.dtype) -> Any:
-        """The namespace's dtype object for a NumPy dtype (``float32`` -> ``xp.float32``)."""
+    def dtype(self, dtype: Any) -> Any:
+        """The namespace's dtype object for a NumPy dtype or name (``float32`` -> ``xp.float32``); the namespace's
+        own dtypes pass through."""
         return np.dtype(dtype)
 
     def numpy_dtype(self, dtype: Any) -> np.dtype:

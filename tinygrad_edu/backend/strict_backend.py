@@ -38,6 +38,8 @@ class StrictBackend(Backend):
         self.manual_seed(DEFAULT_SEED)
 
     def dtype(self, dtype):
+        if dtype in self._names:  # already one of array_api_strict's dtypes
+            return dtype
         try:
             return self._dtypes[np.dtype(dtype)]
         except KeyError:
@@ -61,10 +63,10 @@ class StrictBackend(Backend):
         self.rng = np.random.default_rng(seed)
 
     def uniform(self, shape, low, high, dtype):
-        return self.from_host(self.rng.uniform(low, high, size=shape).astype(dtype))
+        return self.from_host(self.rng.uniform(low, high, size=shape).astype(self.numpy_dtype(self.dtype(dtype))))
 
     def normal(self, shape, mean, std, dtype):
-        return self.from_host(self.rng.normal(mean, std, size=shape).astype(dtype))
+        return self.from_host(self.rng.normal(mean, std, size=shape).astype(self.numpy_dtype(self.dtype(dtype))))
 
     def scatter_add(self, target, index, values):
         host = self.to_host(target)
