@@ -48,16 +48,20 @@ def arrays(
     magnitude: float = 2.0,
     avoid: Sequence[float] = (),
     margin: float = 1e-2,
+    unique: bool = False,
 ) -> st.SearchStrategy:
     """Arrays with values in [-magnitude, magnitude], none within ``margin`` of a point in ``avoid`` (kinks).
 
-    ``shape`` is a tuple or a strategy of shapes (default ``shapes()``).
+    ``shape`` is a tuple or a strategy of shapes (default ``shapes()``). ``unique=True`` draws values at least
+    ``margin`` apart from each other: no ties, for max, maxout and sorting.
     """
     shape = shapes() if shape is None else shape
     elements = st.floats(-magnitude, magnitude, allow_nan=False, allow_infinity=False, width=64)
     if avoid:
         elements = elements.filter(lambda v: all(abs(v - k) >= margin for k in avoid))
-    return hnp.arrays(np.float64, shape, elements=elements).map(lambda a: a.astype(dtype))
+    if unique:  # round to a grid of step margin, so distinct values are at least margin apart
+        elements = elements.map(lambda v: round(v / margin) * margin)
+    return hnp.arrays(np.float64, shape, elements=elements, unique=unique).map(lambda a: a.astype(dtype))
 
 
 def positive_arrays(shape: Any = None, dtype: Any = "float64", low: float = 0.1, high: float = 3.0) -> st.SearchStrategy:
