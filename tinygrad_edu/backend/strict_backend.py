@@ -38,7 +38,7 @@ class StrictBackend(Backend):
         self.manual_seed(DEFAULT_SEED)
 
     def dtype(self, dtype):
-        if dtype in self._names:  # already one of array_api_strict's dtypes
+        if not isinstance(dtype, (np.dtype, str, type)) and dtype in self._names:  # one of array_api_strict's own
             return dtype
         try:
             return self._dtypes[np.dtype(dtype)]
