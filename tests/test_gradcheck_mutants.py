@@ -581,3 +581,44 @@ def test_dropout_mutant_caught(device, x, seed):
     assume((dropout_mask(device, x.shape, seed) == 0).any())
     with pytest.raises(tg.GradcheckError):
         tg.gradcheck(DropoutIgnoresMask.apply, leaves(device, x), seed=seed)
+
+
+# ================================================================================================================
+# properties learners study, on the correct layers
+# ================================================================================================================
+@SETTINGS_CORRECT
+@given(inputs=batchnorm_inputs(), data=st.data())
+def test_batchnorm_input_gradient_sums_to_zero_over_the_batch(device, inputs, data):
+    """Shifting every sample of a column by the same amount leaves batchnorm's output unchanged, so for any upstream
+    gradient dL/dx sums to zero over the batch, column by column. (Scaling a column changes the output only through
+    eps, so Σ dx·xhat = γ/σ · Σ dy·xhat · eps/(var + eps): zero as eps -> 0.)"""
+    x, gamma, beta = leaves(device, *inputs)
+    upstream = data.draw(tst.arrays(inputs[0].shape))
+    BatchNorm.apply(x, gamma, beta).backward(upstream)
+    dx = x.grad.numpy()
+    var = inputs[0].var(axis=0)
+    sigma = np.sqrt(var + BatchNorm.EPS)
+    xhat = (inputs[0] - inputs[0].mean(axis=0)) / sigma
+    np.testing.assert_allclose(dx.sum(axis=0), 0.0, atol=1e-9)
+    expected = inputs[1] / sigma * (upstream * xhat).sum(axis=0) * BatchNorm.EPS / (var + BatchNorm.EPS)
+    np.testing.assert_allclose((dx * xhat).sum(axis=0), expected, atol=1e-9)
+
+
+@SETTINGS_CORRECT
+@given(inputs=batchnorm_inputs())
+def test_batchnorm_normalizes_each_column_to_zero_mean_unit_variance(device, inputs):
+    x, _, _ = inputs
+    d = x.shape[1]
+    y = BatchNorm.apply(*[Tensor(a, device=device) for a in (x, np.ones(d), np.zeros(d))]).numpy()
+    np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(y.var(axis=0), x.var(axis=0) / (x.var(axis=0) + BatchNorm.EPS), rtol=1e-10)
+
+
+def test_inverted_dropout_keeps_the_expectation(device):
+    """E[dropout(x)] = x: the mask keeps a unit with probability 1 - p and scales it by 1 / (1 - p)."""
+    tg.manual_seed(3)
+    x = Tensor(np.linspace(-2.0, 2.0, 8), device=device)
+    samples = np.stack([Dropout.apply(x).numpy() for _ in range(4000)])
+    kept = samples != 0
+    assert abs(kept.mean() - (1 - Dropout.P)) < 0.01
+    np.testing.assert_allclose(samples.mean(axis=0), x.numpy(), atol=0.1)  # 4000 samples: standard error < 0.04
