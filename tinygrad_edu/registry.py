@@ -508,3 +508,183 @@ register(
     (F.MSELoss,),
     "input and target in [-1, 1], both differentiated; reductions mean, sum, none",
 )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ReLU variants and maxout
+# ----------------------------------------------------------------------------------------------------------------
+register("leaky_relu", lambda x: (F.leaky_relu(x), F.leaky_relu(x, 0.2), F.leaky_relu(x, negative_slope=-0.5)),
+         _one(_away_from, min_dims=0), (F.LeakyRelu,), "slopes 0.01 (default), 0.2, -0.5; |x| in [0.05, 1.5]")
+
+
+def _prelu_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    """x of 0 to 4 axes away from the kink, one slope per channel (C,) (C = axis 1, or 1) and one shared (1,)."""
+    x = _away_from(rng, _shape(rng, 0, 4))
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    return [x, _uniform(rng, (channels,), -0.5, 1.0), _uniform(rng, (1,), -0.5, 1.0)]
+
+
+register("prelu", lambda x, a, b: (F.prelu(x, a), F.prelu(x, b)), _prelu_inputs, (F.PRelu,),
+         "x (|x| in [0.05, 1.5]) and both slopes differentiated: per channel (C,) on axis 1, shared (1,)")
+register("crelu", lambda x: (F.crelu(x), F.crelu(x, dim=0), F.crelu(x, dim=-1)),
+         _one(_away_from, min_dims=2), (F.CRelu,), "dim 1 (default), 0 and -1; |x| in [0.05, 1.5]")
+register("elu", lambda x: (F.elu(x), F.elu(x, alpha=0.5), F.elu(x, 2.0)), _one(_away_from, min_dims=0),
+         (F.Elu,), "alpha 1 (default), 0.5, 2 (a kink at 0 unless alpha = 1); |x| in [0.05, 1.5]")
+
+
+def _maxout_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    """x of shape (n, 2 or 4) or (n, 2 or 4, 2 or 4), distinct values (no ties)."""
+    even = lambda: 2 * int(rng.integers(1, 3))  # noqa: E731
+    shape = (_side(rng), even()) + ((even(),) if rng.random() < 0.5 else ())
+    return [_distinct(rng, shape)]
+
+
+register(
+    "maxout",
+    lambda x: (F.maxout(x, 2), F.maxout(x, x.shape[1]), F.maxout(x, x.shape[0], dim=0), F.maxout(x, 2, dim=-1),
+               F.maxout(x, 1)),
+    _maxout_inputs,
+    (F.MaxoutFunction,),
+    "pieces 2 on axis 1 (default), one group of all of axis 1, one group of all of axis 0, pieces 2 on the last "
+    "axis, pieces 1 (identity); distinct values (gaps >= 0.04)",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layer norm, weight norm, the dropout family
+# ----------------------------------------------------------------------------------------------------------------
+def _spread_groups(rng: np.random.Generator, shape: tuple[int, ...], k: int) -> np.ndarray:
+    """Values whose groups over the trailing ``k`` axes are well spread (std >= 0.4 for two or more elements): a
+    shuffled ladder of step 0.8 per group, jitter ±0.1, and a random offset per group. Layer norm's σ stays far
+    above sqrt(eps), so its curvature (~1/σ³) leaves central differences accurate."""
+    lead, group = shape[: len(shape) - k], shape[len(shape) - k :]
+    m = math.prod(group)
+    rungs = np.stack([rng.permutation(m) for _ in range(math.prod(lead))]) - (m - 1) / 2
+    x = 0.8 * rungs + rng.uniform(-0.1, 0.1, size=rungs.shape) + rng.uniform(-0.5, 0.5, size=(rungs.shape[0], 1))
+    return np.asarray(x.reshape(shape), dtype=np.float64)
+
+
+def _layer_norm_inputs(affine: bool) -> Callable[[np.random.Generator], list[np.ndarray]]:
+    """x of 1 to 3 axes with well-spread groups over its last two axes (hence over its last one too), and, if
+    ``affine``, weight and bias of x's trailing 1 or 2 axes. The last axis has 3 or 4 elements: in a group of 2,
+    x̂ = ±1 up to eps and dx ~ eps / σ³ is so small that round-off dominates its relative error."""
+
+    def make_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+        shape = _shape(rng, 0, 2) + (int(rng.integers(3, 5)),)
+        x = _spread_groups(rng, shape, min(2, len(shape)))
+        if not affine:
+            return [x]
+        group = shape[-int(rng.integers(1, min(2, len(shape)) + 1)) :]
+        return [x, _uniform(rng, group), _uniform(rng, group)]
+
+    return make_inputs
+
+
+register(
+    "layer_norm",
+    lambda x, w, b: (F.layer_norm(x, w.shape, w, b), F.layer_norm(x, w.shape, w), F.layer_norm(x, w.shape, None, b)),
+    _layer_norm_inputs(True),
+    (F.LayerNormFunction,),
+    "weight and bias of x's trailing 1 or 2 axes; also weight only, bias only; groups well spread (std >= 0.4)",
+)
+register(
+    "layer_norm_noaffine",
+    lambda x: (F.layer_norm(x, x.shape[-1]), F.layer_norm(x, x.shape[-2:], eps=1e-3)),
+    _layer_norm_inputs(False),
+    (F.LayerNormFunction,),
+    "no weight or bias: over the last axis; over the last two axes with eps 1e-3",
+)
+
+
+def _weight_norm_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    """v of 2 or 3 axes with |v| in [0.3, 1.5] (every norm >= 0.3), and g for dim 0, the last dim, the whole v."""
+    shape = _shape(rng, 2, 3)
+    g_first = (shape[0],) + (1,) * (len(shape) - 1)
+    g_last = (1,) * (len(shape) - 1) + (shape[-1],)
+    return [_away_from(rng, shape, margin=0.3), _uniform(rng, g_first), _uniform(rng, g_last), _uniform(rng, ())]
+
+
+register(
+    "weight_norm",
+    lambda v, g0, g1, g: (F.weight_norm(v, g0, 0), F.weight_norm(v, g1, v.ndim - 1), F.weight_norm(v, g, None)),
+    _weight_norm_inputs,
+    (F.WeightNormFunction,),
+    "g * v / |v| over all axes but dim 0, but the last dim, over all axes (dim None); |v| in [0.3, 1.5]",
+)
+register(
+    "dropout",
+    lambda x: (F.dropout(x, 0.3), F.dropout(x, 0.5, training=True)),
+    _one(_uniform),
+    (F.DropoutFunction,),
+    "training mode, p = 0.3 and 0.5; masks held fixed by reseeding before every evaluation",
+)
+register(
+    "dropout2d",
+    lambda x: (F.dropout2d(x, 0.3), F.dropout2d(x, 0.5)),
+    _one(_uniform, min_dims=3, max_dims=4),
+    (F.Dropout2dFunction,),
+    "x (N, C, L) or (N, C, H, W), training mode, p = 0.3 and 0.5; one mask per channel, held fixed by reseeding",
+)
+register(
+    "dropconnect_linear",
+    lambda x, w, b: (F.dropconnect_linear(x, w, b, p=0.3), F.dropconnect_linear(x, w, p=0.5)),
+    _linear_inputs(True),
+    (F.DropConnectLinearFunction,),
+    "x of shape (in,), (n, in) or (n, m, in), training mode; with bias p = 0.3, without p = 0.5; weight masks "
+    "held fixed by reseeding",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# batch normalization
+# ----------------------------------------------------------------------------------------------------------------
+def _batch_norm_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    """x (N, C), (N, C, L) or (N, C, H, W) of at most 64 elements with M >= 3 values per channel (batch and spatial
+    positions), γ and β (C,).
+
+    Each channel of x is a shuffled ladder of M values spanning [-1, 1], scaled by 0.5 to 1.5 and shifted by -1 to
+    1: its variance is never small (no blow-up of 1/σ). M >= 3, because with M = 2 every x̂ is ±1 and dL/dx shrinks
+    to O(ε), below the round-off floor of the relative error.
+    """
+    ndim = int(rng.integers(2, 5))
+    shape = _shape(rng, ndim, ndim)
+    while not (3 <= math.prod(shape) // shape[1] and math.prod(shape) <= 64):  # small sums: small round-off
+        shape = _shape(rng, ndim, ndim)
+    channels, count = shape[1], math.prod(shape) // shape[1]
+    ladders = np.stack([rng.permutation(np.linspace(-1.0, 1.0, count)) for _ in range(channels)])
+    ladders = ladders * rng.uniform(0.5, 1.5, (channels, 1)) + rng.uniform(-1.0, 1.0, (channels, 1))
+    x = np.moveaxis(ladders.reshape((channels, shape[0]) + shape[2:]), 0, 1)
+    return [np.ascontiguousarray(x), _away_from(rng, (channels,), margin=0.5), _uniform(rng, (channels,))]
+
+
+def _running_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Fixed running mean in [-0.5, 0.5] and running variance in [0.5, 2] per channel (float32 for float16 x)."""
+    channels = x.shape[1]
+    dtype = np.float32 if x.dtype == np.float16 else x.dtype
+    return (Tensor(np.linspace(-0.5, 0.5, channels), dtype=dtype, device=x.device),
+            Tensor(np.linspace(0.5, 2.0, channels), dtype=dtype, device=x.device))
+
+
+register(
+    "batch_norm",
+    lambda x, w, b: (F.batch_norm(x, *_running_stats(x), w, b, training=True, momentum=0.2),
+                     F.batch_norm(x, None, None, training=True)),
+    _batch_norm_inputs,
+    (F.BatchNormFunction,),
+    "training mode, x (N, C), (N, C, L) or (N, C, H, W) with >= 3 values per channel, γ and β differentiated; "
+    "with running statistics updated and without, affine and not",
+)
+register(
+    "batch_norm_eval",
+    lambda x, w, b: (F.batch_norm(x, *_running_stats(x), w, b), F.batch_norm(x, *_running_stats(x))),
+    _batch_norm_inputs,
+    (F.BatchNormEvalFunction,),
+    "evaluation mode with fixed running statistics (mean in [-0.5, 0.5], variance in [0.5, 2]); affine and not",
+)
+register(
+    "batch_norm_staged",
+    lambda x, w, b: (F.batch_norm_staged(x, w, b), F.batch_norm_staged(x, eps=1e-3)),
+    _batch_norm_inputs,
+    (F.BatchNormStagedFunction,),
+    "the slides' node-by-node backward (training mode), affine, and not affine with eps 1e-3",
+)

@@ -2,5 +2,13 @@
 
 from tinygrad_edu.nn import functional
 from tinygrad_edu.nn.modules import Linear, Module, Parameter, ReLU, Sequential, Sigmoid, Tanh
+from tinygrad_edu.nn.modules.activation import ELU, CReLU, LeakyReLU, PReLU
+from tinygrad_edu.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d
+from tinygrad_edu.nn.modules.dropout import DropConnectLinear, Dropout, Dropout2d
+from tinygrad_edu.nn.modules.maxout import Maxout
+from tinygrad_edu.nn.modules.normalization import LayerNorm, WeightNormLinear
 
 __all__ = ["Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "functional"]
+__all__ += ["CReLU", "ELU", "LeakyReLU", "Maxout", "PReLU"]
+__all__ += ["DropConnectLinear", "Dropout", "Dropout2d", "LayerNorm", "WeightNormLinear"]
+__all__ += ["BatchNorm1d", "BatchNorm2d"]

@@ -1,6 +1,7 @@
-"""Optimizers: they update parameters from their ``.grad``."""
+"""Optimizers: they update parameters from their ``.grad``, in place, with their state allocated once."""
 
+from tinygrad_edu.optim.adam import Adam, AdamW
 from tinygrad_edu.optim.optimizer import Optimizer
 from tinygrad_edu.optim.sgd import SGD
 
-__all__ = ["SGD", "Optimizer"]
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]

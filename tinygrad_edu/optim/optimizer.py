@@ -1,36 +1,195 @@
-"""``Optimizer``: the base of the update rules; holds parameter groups and per-parameter state."""
+"""``Optimizer``: the base of the update rules; holds parameter groups and per-parameter state.
+
+As in ``torch.optim``: ``param_groups`` is a list of dicts, each with its ``"params"`` and its own hyper-parameters
+(so two groups can have two learning rates); ``state`` maps each parameter (the Tensor itself) to a dict of its
+buffers (momentum, moving averages: arrays of the parameter's backend, allocated once at its first step and then
+updated in place) and counters (``"step"``: a Python int).
+
+``state_dict()`` / ``load_state_dict()`` save and restore both, in PyTorch's layout::
+
+    {"state": {0: {"step": 3, "exp_avg": ndarray, ...}, 1: {...}},      # parameters numbered in group order
+     "param_groups": [{"lr": 0.001, ..., "params": [0, 1]}, ...]}
+
+with the buffers as host NumPy arrays, so a state saved on one device loads on another.
+"""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from tinygrad_edu.tensor import Tensor
 
 
+def scaled(c: float, x: Any, work: Any = None) -> Any:
+    """``c·x`` without a new array when there is a ``work`` array to write it into.
+
+    The array API has no ``out=`` argument, so ``c * x`` always allocates. An update rule therefore allocates its
+    first temporary with ``scaled(c, x)`` and passes it back as ``work`` for the next products: ``x`` is copied
+    into it (``work[...] = x``, skipped when ``work`` is ``x``) and scaled in place (``work *= c``). Returns the
+    array that holds ``c·x``: ``work`` itself, or the new array.
+    """
+    if work is None:
+        work = c * x
+        return work[...] if x.ndim == 0 else work  # NumPy answers 0-d arithmetic with a scalar: [...] makes an array
+    if work is not x:
+        work[...] = x
+    work *= c
+    return work
+
+
 class Optimizer:
-    """Base class, as ``torch.optim.Optimizer``: ``params`` is an iterable of tensors or of dicts (groups)."""
+    """Base class, as ``torch.optim.Optimizer``: ``params`` is an iterable of tensors or of dicts (groups).
+
+    Subclasses pass their ``defaults`` (hyper-parameter name -> value), implement ``step()``, and extend
+    ``_check_group`` to validate their hyper-parameters. ``_state_keys`` names the entries a parameter's state may
+    hold (checked by ``load_state_dict``), ``_required_state_keys`` those a non-empty state must hold.
+    """
+
+    _state_keys: tuple[str, ...] = ()
+    _required_state_keys: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+        name = type(self).__name__
+        if isinstance(params, (Tensor, dict)) or not isinstance(params, Iterable):
+            raise TypeError(f"{name}: params must be an iterable of Tensors or of dicts (parameter groups), "
+                            f"got {type(params).__name__}")
         params = list(params)
         if not params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
-        self.defaults = defaults
+            raise ValueError(f"{name}: got an empty parameter list")
+        self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
-        for group in groups:
-            group = {**defaults, **group, "params": list(group["params"])}
-            for p in group["params"]:
-                if not isinstance(p, Tensor) or not p.requires_grad:
-                    raise TypeError(f"{type(self).__name__}: can only optimize tensors that require grad, got {p!r:.60}")
-            self.param_groups.append(group)
-        self.state: dict[int, dict[str, Any]] = {}
+        self.state: dict[Tensor, dict[str, Any]] = {}
+        for group in params if isinstance(params[0], dict) else [{"params": params}]:
+            self.add_param_group(group)
 
-    def zero_grad(self) -> None:
-        """Forget the gradients (set ``.grad`` to None), before the next backward."""
+    # -- parameter groups -------------------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyper-parameters (the missing ones come from the defaults).
+
+        Everything is checked before the group is added: tensors that require grad, no parameter in two groups,
+        valid hyper-parameters.
+        """
+        name = type(self).__name__
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(f"{name}: a parameter group must be a dict with a 'params' entry, got {param_group!r:.60}")
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        if not params:
+            raise ValueError(f"{name}: got a parameter group without parameters")
+        for p in params:
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(f"{name}: can only optimize tensors that require grad, got {p!r:.60}")
+        seen = {p for group in self.param_groups for p in group["params"]}
+        if len(set(params)) != len(params) or seen.intersection(params):
+            raise ValueError(f"{name}: some parameters appear more than once (in one group or in two groups)")
+        group = {**self.defaults, **param_group, "params": params}
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Raise ValueError (naming the optimizer and the argument) for a bad hyper-parameter of ``group``."""
+        self._check_number(group, "lr", low=0.0)
+
+    def _check_number(self, group: dict[str, Any], key: str, low: float | None = None, high: float | None = None,
+                      label: str | None = None, value: Any = None) -> None:
+        """``group[key]`` (or ``value``) must be a real number in ``[low, high)``; ``label`` names it in errors."""
+        name, label = type(self).__name__, label or key
+        value = group[key] if value is None else value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name}: {label} must be a real number, got {value!r}")
+        if low is not None and high is not None and not low <= value < high:
+            raise ValueError(f"{name}: {label} must be in [{low:g}, {high:g}), got {value}")
+        if low is not None and not value >= low:  # also rejects NaN
+            raise ValueError(f"{name}: {label} must be >= {low:g}, got {value}")
+
+    # -- gradients and the step -----------------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients before the next backward: set ``.grad`` to None (default, as PyTorch), or fill the
+        existing gradient arrays with zeros in place when ``set_to_none=False``."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad.data[...] = 0
 
     def step(self) -> None:
         raise NotImplementedError
+
+    # -- saving and restoring -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Host copies of the per-parameter state and the groups' hyper-parameters (parameters as indices)."""
+        index: dict[Tensor, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(p, len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {  # Tensor(v) copies the array of whichever backend holds it (the model may have moved since)
+            index[p]: {k: v if isinstance(v, numbers.Number) else Tensor(v).numpy() for k, v in entry.items()}
+            for p, entry in self.state.items() if p in index
+        }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what ``state_dict()`` saved: hyper-parameters and per-parameter state, cast to each parameter's
+        dtype and placed on its device. Everything (groups, parameter counts, names, shapes, values) is checked
+        before anything changes, so a bad state leaves the optimizer as it was."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(f"{name}: expected a dict with keys 'state' and 'param_groups', got {state_dict!r:.80}")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{name}: {len(saved_groups)} parameter groups in the state, "
+                             f"{len(self.param_groups)} in the optimizer")
+        param_of: dict[Any, Tensor] = {}
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"{name}: group {i} has {len(saved['params'])} parameters in the state, "
+                                 f"{len(group['params'])} in the optimizer")
+            param_of.update(zip(saved["params"], group["params"]))
+            hyper = {k: v for k, v in saved.items() if k != "params"}
+            missing = sorted(set(self.defaults) - set(hyper))
+            if missing:
+                raise ValueError(f"{name}: group {i} lacks the hyper-parameters {missing}")
+            self._check_group({**hyper, "params": group["params"]})
+            new_groups.append(hyper)
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        for key, entry in state_dict["state"].items():
+            if key not in param_of:
+                raise ValueError(f"{name}: state for parameter {key!r}, which no group lists")
+            p = param_of[key]
+            unknown = sorted(set(entry) - set(self._state_keys))
+            missing = sorted(set(self._required_state_keys) - set(entry)) if entry else []
+            if unknown or missing:
+                raise ValueError(f"{name}: parameter {key}: unknown state entries {unknown}, missing {missing} "
+                                 f"(expected {list(self._state_keys)})")
+            restored: dict[str, Any] = {}
+            for k, value in entry.items():
+                if k == "step":
+                    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                        raise ValueError(f"{name}: parameter {key}: step must be an int >= 0, got {value!r}")
+                    restored[k] = int(value)
+                    continue
+                host = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
+                if host.shape != p.shape:
+                    raise ValueError(f"{name}: parameter {key}: {k} has shape {host.shape} in the state, "
+                                     f"{p.shape} in the optimizer")
+                restored[k] = p.backend.asarray(host, dtype=p.dtype)  # a new array: the saved one is not shared
+            new_state[p] = restored
+        # everything checked and converted: now change the optimizer
+        for group, hyper in zip(self.param_groups, new_groups):
+            group.update(hyper)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in group.items() if k != "params"]
+        return "\n".join(lines + [")"])

@@ -1,0 +1,66 @@
+"""Maxout as one op (Goodfellow, Warde-Farley, Mirza, Courville and Bengio 2013, "Maxout networks"): the max over
+groups of ``pieces`` consecutive entries of one axis. After a linear layer (``nn.Maxout``) it is the max of several
+affine functions of the input: it can encode ReLU (max(x, 0)), |x| (max(x, -x)), and approximate any convex
+function."""
+
+from __future__ import annotations
+
+import numbers
+
+from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
+from tinygrad_edu.tensor import Function, InputError, Tensor
+
+
+class MaxoutFunction(Function):
+    """Axis ``dim`` of size K·p (p = ``pieces``) is cut into K groups of p CONSECUTIVE entries: group k holds the
+    entries [k·p, (k+1)·p) (a reshape of that axis to (K, p)). The output has size K on that axis:
+
+        y_k = max_j x_{k·p + j}      (j = 0 .. p-1)
+
+    With g = dL/dy, each g_k goes to the piece that attained the max, the others get 0:
+
+        dL/dx_{k·p + j} = g_k if j = j*(k) else 0,      j*(k) = argmax_j x_{k·p + j}
+
+    Ties: the FIRST maximal piece gets all of g_k (the argmax rule, as max_pool2d in PyTorch). Any split of g_k
+    among the tied pieces is a valid subgradient; central differences at a tie measure g_k / 2 each, which
+    ``gradcheck`` reports as a kink (NonDifferentiablePointError; passes with kinks="allow"). PyTorch has no maxout;
+    the consecutive grouping is that of the paper's z_ij, j ∈ [1, k] and of most implementations. Forward saves the
+    index j*, not x.
+    """
+
+    @staticmethod
+    def forward(ctx, x, pieces=2, dim=1):
+        xp = ctx.xp
+        check_float(ctx, "maxout", "input", x)
+        axis = check_dim("maxout", dim, tuple(x.shape))
+        size = x.shape[axis]
+        if size % pieces:
+            raise InputError(
+                f"maxout: axis dim={dim} of the input (shape {tuple(x.shape)}) has size {size}, which is not divisible "
+                f"by pieces={pieces}: expected a multiple of {pieces} (K groups of {pieces} pieces)"
+            )
+        groups = xp.reshape(x, tuple(x.shape[:axis]) + (size // pieces, pieces) + tuple(x.shape[axis + 1 :]))
+        winner = xp.argmax(groups, axis=axis + 1, keepdims=True)  # j*: the first maximal piece of each group
+        ctx.save_for_backward(winner)
+        ctx.axis, ctx.pieces, ctx.x_shape = axis, pieces, tuple(x.shape)
+        return xp.max(groups, axis=axis + 1)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        (winner,) = ctx.saved_tensors
+        axis, pieces = ctx.axis, ctx.pieces
+        j = xp.reshape(xp.arange(pieces, device=g.device), (1,) * (axis + 1) + (pieces,) + (1,) * (g.ndim - axis - 1))
+        routed = xp.where(j == winner, xp.expand_dims(g, axis=axis + 1), 0.0)  # g_k at piece j*(k), 0 elsewhere
+        return xp.reshape(routed, ctx.x_shape)
+
+
+def maxout(input: Tensor, pieces: int, dim: int = 1) -> Tensor:  # noqa: A002 - the name PyTorch gives inputs
+    """The max over groups of ``pieces`` consecutive entries of axis ``dim`` (group k: entries [k·pieces,
+    (k+1)·pieces)); that axis shrinks from K·pieces to K. The gradient goes to the first maximal piece of each group.
+    """
+    if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral):
+        raise TypeError(f"maxout: pieces must be an int, got {type(pieces).__name__}")
+    if pieces < 1:
+        raise InputError(f"maxout: pieces must be at least 1, got {pieces}")
+    return MaxoutFunction.apply(input, pieces=int(pieces), dim=dim)

@@ -1,0 +1,82 @@
+"""Weight normalization as one op (Salimans and Kingma 2016, "Weight normalization: a simple reparameterization to
+accelerate training of deep neural networks"): a weight is written as a length g times a direction v / ‖v‖, so
+gradient descent adjusts the two separately."""
+
+from __future__ import annotations
+
+import numbers
+
+from tinygrad_edu.tensor import Function, InputError, Tensor
+
+
+class WeightNormFunction(Function):
+    """w = g ⊙ v / ‖v‖, the norm taken over every axis of v except ``dim`` (over all axes for ``dim=None``).
+
+    For a Linear weight v (out, in) and dim = 0, every row w_i = g_i v_i / ‖v_i‖ has length |g_i|. g has v's shape
+    with size 1 on every axis except ``dim`` (PyTorch's ``torch._weight_norm(v, g, dim)``). With s = Σ dw ⊙ v over
+    the same axes as the norm (one number per output):
+
+        dg = s / ‖v‖                    dv = (g / ‖v‖) (dw - (s / ‖v‖²) v)
+
+    dv is dw with its component along v removed (then scaled): Σ dv ⊙ v = 0, a step on v never changes ‖v‖ to first
+    order, the length is g's job alone (the paper's eq. 4). The norm of float16 weights is accumulated in float32.
+    Forward saves v and g (in the compute dtype) and ‖v‖ (keepdims, so everything broadcasts against v).
+    """
+
+    @staticmethod
+    def forward(ctx, v, g, dim=0):
+        xp = ctx.xp
+        ctx.axes = tuple(a for a in range(v.ndim) if a != dim)
+        ctx.dtypes, ctx.g_shape = (v.dtype, g.dtype), tuple(g.shape)
+        compute = xp.float32 if ctx.backend.float16 in (v.dtype, g.dtype) else xp.result_type(v, g)
+        v = _cast(xp, v, compute)
+        g = xp.reshape(_cast(xp, g, compute), tuple(v.shape[a] if a == dim else 1 for a in range(v.ndim)))
+        norm = xp.sqrt(xp.sum(v * v, axis=ctx.axes, keepdims=True))
+        ctx.save_for_backward(v, g, norm)
+        return _cast(xp, v * (g / norm), xp.result_type(*ctx.dtypes))
+
+    @staticmethod
+    def backward(ctx, dw):
+        xp = ctx.xp
+        v, g, norm = ctx.saved_tensors
+        dw = _cast(xp, dw, v.dtype)
+        s = xp.sum(dw * v, axis=ctx.axes, keepdims=True)
+        dv = (g / norm) * (dw - (s / (norm * norm)) * v) if ctx.needs_input_grad[0] else None
+        dg = xp.reshape(s / norm, ctx.g_shape) if ctx.needs_input_grad[1] else None
+        return (None if dv is None else _cast(xp, dv, ctx.dtypes[0]),
+                None if dg is None else _cast(xp, dg, ctx.dtypes[1]))
+
+
+def _cast(xp, a, dtype):
+    return a if a.dtype == dtype else xp.astype(a, dtype)
+
+
+def weight_norm(v: Tensor, g: Tensor, dim: int | None = 0) -> Tensor:
+    """``g * v / ‖v‖`` with the norm over every axis except ``dim`` (``torch._weight_norm(v, g, dim)``).
+
+    ``dim=None`` (or -1, as in ``torch._weight_norm`` and ``torch.nn.utils.weight_norm``) takes the norm over the
+    whole tensor, with g of shape () or all ones; other negative dims count from the end. g must have v's shape with
+    size 1 on every axis but ``dim``. A v whose norm is 0 gives NaN, as in PyTorch.
+    """
+    for name, t in (("v", v), ("g", g)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"weight_norm: {name} must be a Tensor, got {type(t).__name__}")
+        if t.dtype.kind != "f":
+            raise TypeError(f"weight_norm: {name} must be a floating-point tensor, got dtype {t.dtype}")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral)):
+        raise TypeError(f"weight_norm: dim must be an int or None, got {type(dim).__name__}")
+    if v.ndim == 0:
+        raise InputError("weight_norm: v must have at least one axis, got a 0-d tensor")
+    if dim is None or dim == -1:
+        expected = [(), (1,) * v.ndim]
+        dim = -1  # no axis of v is kept: the norm is over all of them
+    elif -v.ndim <= dim < v.ndim:
+        dim = int(dim) % v.ndim
+        expected = [tuple(v.shape[a] if a == dim else 1 for a in range(v.ndim))]
+    else:
+        raise InputError(f"weight_norm: dim={dim} is out of range for v of shape {v.shape} "
+                         f"(expected -{v.ndim} <= dim < {v.ndim}, or None)")
+    if g.shape not in expected:
+        raise InputError(f"weight_norm: g has shape {g.shape}, expected {' or '.join(map(str, expected))} "
+                         f"for v of shape {v.shape} and dim={dim if dim != -1 else None}")
+    return WeightNormFunction.apply(v, g, dim=dim)

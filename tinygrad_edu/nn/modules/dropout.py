@@ -1,0 +1,79 @@
+"""``Dropout``, ``Dropout2d`` and ``DropConnectLinear``: random masks in training (``.train()``), none in evaluation
+(``.eval()``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from tinygrad_edu.backend import get_backend
+from tinygrad_edu.nn.functional.dropconnect import dropconnect_linear
+from tinygrad_edu.nn.functional.dropout import check_p, dropout
+from tinygrad_edu.nn.functional.dropout2d import dropout2d
+from tinygrad_edu.nn.modules.module import Module, Parameter
+from tinygrad_edu.tensor import InputError, Tensor
+
+
+def _p(layer: str, p: float) -> float:
+    try:
+        return check_p(layer, p)
+    except InputError as exc:  # a constructor raises ValueError, as PyTorch's
+        raise ValueError(str(exc)) from None
+
+
+class Dropout(Module):
+    """Inverted dropout (``torch.nn.Dropout``): in training each element is zeroed with probability ``p`` and the
+    rest scaled by 1 / (1 - p); in evaluation the input passes unchanged."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = _p("Dropout", p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Dropout2d(Module):
+    """Channel dropout (``torch.nn.Dropout2d``, Tompson et al. 2015): for x (N, C, H, W) or (N, C, L), whole
+    channels are zeroed with probability ``p`` in training, the kept ones scaled by 1 / (1 - p)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = _p("Dropout2d", p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout2d(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class DropConnectLinear(Module):
+    """A Linear layer with DropConnect (Wan et al. 2013): in training every forward call draws a mask of the
+    weight's shape, each weight kept with probability 1 - p and scaled by 1 / (1 - p); in evaluation it is the plain
+    Linear layer. ``weight`` and ``bias`` start as PyTorch's Linear (uniform in ±1/sqrt(in_features))."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, p: float = 0.5,
+                 device: str | None = None, dtype=None):
+        super().__init__()
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
+                raise ValueError(f"DropConnectLinear: {name} must be a positive int, got {n!r}")
+        self.in_features, self.out_features, self.p = int(in_features), int(out_features), _p("DropConnectLinear", p)
+        backend = get_backend(device)
+        dtype = dtype or "float32"
+        bound = 1 / math.sqrt(in_features)
+        self.weight = Parameter(Tensor._wrap(backend.uniform((out_features, in_features), -bound, bound, dtype), backend))
+        self.bias = (
+            Parameter(Tensor._wrap(backend.uniform((out_features,), -bound, bound, dtype), backend)) if bias else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropconnect_linear(x, self.weight, self.bias, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"p={self.p}")
