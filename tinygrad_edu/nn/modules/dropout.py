@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
-from tinygrad_edu.backend import get_backend
 from tinygrad_edu.nn.functional.dropconnect import dropconnect_linear
 from tinygrad_edu.nn.functional.dropout import check_p, dropout
 from tinygrad_edu.nn.functional.dropout2d import dropout2d
-from tinygrad_edu.nn.modules.module import Module, Parameter
+from tinygrad_edu.nn.modules.linear import Linear
+from tinygrad_edu.nn.modules.module import Module
 from tinygrad_edu.tensor import InputError, Tensor
 
 
@@ -51,29 +48,19 @@ class Dropout2d(Module):
         return f"p={self.p}"
 
 
-class DropConnectLinear(Module):
+class DropConnectLinear(Linear):
     """A Linear layer with DropConnect (Wan et al. 2013): in training every forward call draws a mask of the
     weight's shape, each weight kept with probability 1 - p and scaled by 1 / (1 - p); in evaluation it is the plain
     Linear layer. ``weight`` and ``bias`` start as PyTorch's Linear (uniform in ±1/sqrt(in_features))."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, p: float = 0.5,
                  device: str | None = None, dtype=None):
-        super().__init__()
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
-                raise ValueError(f"DropConnectLinear: {name} must be a positive int, got {n!r}")
-        self.in_features, self.out_features, self.p = int(in_features), int(out_features), _p("DropConnectLinear", p)
-        backend = get_backend(device)
-        dtype = dtype or "float32"
-        bound = 1 / math.sqrt(in_features)
-        self.weight = Parameter(Tensor._wrap(backend.uniform((out_features, in_features), -bound, bound, dtype), backend))
-        self.bias = (
-            Parameter(Tensor._wrap(backend.uniform((out_features,), -bound, bound, dtype), backend)) if bias else None
-        )
+        self_p = _p("DropConnectLinear", p)  # checked before anything is built
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.p = self_p
 
     def forward(self, x: Tensor) -> Tensor:
         return dropconnect_linear(x, self.weight, self.bias, self.p, self.training)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"p={self.p}")
+        return f"{super().extra_repr()}, p={self.p}"

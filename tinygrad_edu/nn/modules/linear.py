@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from tinygrad_edu.backend import get_backend
 from tinygrad_edu.nn.functional.linear import LinearFunction
@@ -18,8 +19,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device: str | None = None, dtype=None):
         super().__init__()
-        if in_features <= 0 or out_features <= 0:
-            raise ValueError(f"Linear: in_features and out_features must be positive, got {in_features}, {out_features}")
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive int, got {n!r}")
         self.in_features, self.out_features = in_features, out_features
         backend = get_backend(device)
         dtype = dtype or "float32"
