@@ -12,7 +12,7 @@ import tinygrad_edu
 
 # "ci" is deterministic (derandomized, no deadline): a property test never flakes in CI. "dev" explores more.
 settings.register_profile(
-    "ci", derandomize=True, deadline=None, max_examples=25, print_blob=True,
+    "ci", derandomize=True, database=None, deadline=None, max_examples=25, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("dev", deadline=None, max_examples=200)

@@ -276,9 +276,9 @@ def batchnorm_check(op: type[Function], device: str, x, gamma, beta) -> bool:
     return tg.gradcheck(op.apply, leaves(device, x, gamma, beta))
 
 
-def batch_shapes():
-    """(N, D) with N in 2..5 and D in 1..3."""
-    return st.tuples(st.integers(2, 5), st.integers(1, 3))
+def batch_shapes(min_batch: int = 2):
+    """(N, D) with N in min_batch..5 and D in 1..3."""
+    return st.tuples(st.integers(min_batch, 5), st.integers(1, 3))
 
 
 def well_spread(x: np.ndarray) -> bool:
@@ -287,9 +287,9 @@ def well_spread(x: np.ndarray) -> bool:
 
 
 @st.composite
-def batchnorm_inputs(draw, gamma_margin: float = 0.0):
+def batchnorm_inputs(draw, gamma_margin: float = 0.0, min_batch: int = 2):
     """x (N, D) with well-spread columns, gamma and beta (D,); gamma at least ``gamma_margin`` away from 0."""
-    n, d = draw(batch_shapes())
+    n, d = draw(batch_shapes(min_batch))
     x = draw(tst.arrays((n, d), dtype="float64"))
     assume(well_spread(x))
     if gamma_margin:
@@ -458,7 +458,9 @@ def test_batchnorm_mutated_constant_caught_seeded(device, changes):
 
 @SETTINGS_MUTANT
 @given(
-    inputs=batchnorm_inputs(gamma_margin=0.25),
+    # N >= 3: with two samples x̂ = ±1 and the true dL/dx is O(eps), so a mutant that only rescales it (N + 1 in the
+    # prefactor) is numerically the same function there: no checker can tell them apart
+    inputs=batchnorm_inputs(gamma_margin=0.25, min_batch=3),
     constant=st.sampled_from(sorted(CORRECT_CONSTANTS)),
     integer_offset=st.sampled_from([-1, 1, 2]),
     factor=st.sampled_from([0.0, 0.5, 0.8, 1.25, 2.0, -1.0]),
