@@ -688,3 +688,58 @@ register(
     (F.BatchNormStagedFunction,),
     "the slides' node-by-node backward (training mode), affine, and not affine with eps 1e-3",
 )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# convolution
+# ----------------------------------------------------------------------------------------------------------------
+def _conv2d_inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    """x (N, C, H, W) with N 1-2, C 1-3, H and W 3-4; W (O, C, K, K) with O 1-3 and K 1-3; b (O,). Convolution is
+    bilinear (no kinks), so any moderate values do."""
+    n, c, o, k = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    h, w = (int(v) for v in rng.integers(3, 5, size=2))
+    return [_uniform(rng, (n, c, h, w)), _uniform(rng, (o, c, k, k), -1.0, 1.0), _uniform(rng, (o,))]
+
+
+register("conv2d", lambda x, w, b: (F.conv2d(x, w, b), F.conv2d(x, w)), _conv2d_inputs, (F.Conv2dFunction,),
+         "F.conv2d(x, W, b) and without bias; stride 1, no padding; x (N, C, 3-4, 3-4), kernels 1-3")
+register(
+    "conv2d_options",
+    lambda x, w, b: (F.conv2d(x, w, b, stride=2, padding=1), F.conv2d(x, w, padding=(2, 1), dilation=2),
+                     F.conv2d(x, w, b, stride=(1, 2), padding=(0, 1)), F.conv2d(x, w, padding="same", dilation=(1, 2))),
+    _conv2d_inputs,
+    (F.Conv2dFunction,),
+    "stride 2 with padding 1; dilation 2 with padding (2, 1); stride (1, 2) with padding (0, 1); 'same' padding",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pooling
+# ----------------------------------------------------------------------------------------------------------------
+def _pool_inputs(draw: Callable[..., np.ndarray]) -> Callable[[np.random.Generator], list[np.ndarray]]:
+    """make_inputs for pooling: x (N, C, H, W) with N 1-2, C 1-2, H and W 2-4 (every kernel in the entries fits)."""
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        n, c = (int(v) for v in rng.integers(1, 3, size=2))
+        h, w = (int(v) for v in rng.integers(2, 5, size=2))
+        return [draw(rng, (n, c, h, w))]
+    return make
+
+
+register(
+    "max_pool2d",
+    lambda x: (F.max_pool2d(x, 2), F.max_pool2d(x, 2, stride=1, padding=1), F.max_pool2d(x, 3, stride=2, padding=1),
+               F.max_pool2d(x, 2, stride=1, padding=1, dilation=2)),
+    _pool_inputs(_distinct),
+    (F.MaxPool2dFunction,),
+    "x (N, C, 2-4, 2-4) without ties (values >= 0.04 apart); kernel 2; kernel 2 stride 1 padding 1 (overlapping "
+    "windows); kernel 3 stride 2 padding 1; kernel 2 stride 1 padding 1 dilation 2",
+)
+register(
+    "avg_pool2d",
+    lambda x: (F.avg_pool2d(x, 2), F.avg_pool2d(x, 2, stride=1, padding=1),
+               F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False), F.avg_pool2d(x, (2, 1), (1, 2))),
+    _pool_inputs(_uniform),
+    (F.AvgPool2dFunction,),
+    "x (N, C, 2-4, 2-4); kernel 2; kernel 2 stride 1 padding 1; kernel 3 stride 2 padding 1 without counting the "
+    "padding; kernel (2, 1) stride (1, 2)",
+)

@@ -1,5 +1,7 @@
 """Functional layers: ``F.linear(x, W, b)``, ``F.relu(x)``, losses ... (names and semantics of PyTorch's)."""
 
+from tinygrad_edu.nn.functional.adaptive_avg_pool2d import adaptive_avg_pool2d, global_avg_pool2d
+from tinygrad_edu.nn.functional.avg_pool2d import AvgPool2dFunction, avg_pool2d
 from tinygrad_edu.nn.functional.batch_norm import (
     BatchNormEvalFunction,
     BatchNormFunction,
@@ -8,6 +10,7 @@ from tinygrad_edu.nn.functional.batch_norm import (
     batch_norm_composed,
     batch_norm_staged,
 )
+from tinygrad_edu.nn.functional.conv2d import Conv2dFunction, conv2d
 from tinygrad_edu.nn.functional.crelu import CRelu, crelu
 from tinygrad_edu.nn.functional.dropconnect import DropConnectLinearFunction, dropconnect_linear
 from tinygrad_edu.nn.functional.dropout import DropoutFunction, dropout
@@ -17,6 +20,7 @@ from tinygrad_edu.nn.functional.layer_norm import LayerNormFunction, layer_norm
 from tinygrad_edu.nn.functional.leaky_relu import LeakyRelu, leaky_relu
 from tinygrad_edu.nn.functional.linear import LinearFunction, linear
 from tinygrad_edu.nn.functional.loss import CrossEntropy, MSELoss, cross_entropy, mse_loss
+from tinygrad_edu.nn.functional.max_pool2d import MaxPool2dFunction, max_pool2d
 from tinygrad_edu.nn.functional.maxout import MaxoutFunction, maxout
 from tinygrad_edu.nn.functional.prelu import PRelu, prelu
 from tinygrad_edu.nn.functional.weight_norm import WeightNormFunction, weight_norm
@@ -35,3 +39,6 @@ __all__ += ["DropConnectLinearFunction", "Dropout2dFunction", "DropoutFunction",
             "WeightNormFunction", "dropconnect_linear", "dropout", "dropout2d", "layer_norm", "weight_norm"]
 __all__ += ["BatchNormEvalFunction", "BatchNormFunction", "BatchNormStagedFunction", "batch_norm",
             "batch_norm_composed", "batch_norm_staged"]
+__all__ += ["Conv2dFunction", "conv2d"]
+__all__ += ["AvgPool2dFunction", "MaxPool2dFunction", "adaptive_avg_pool2d", "avg_pool2d", "global_avg_pool2d",
+            "max_pool2d"]
