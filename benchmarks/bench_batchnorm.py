@@ -54,7 +54,7 @@ except ImportError:  # not installed: run from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import tinygrad_edu
 
-from bench_mlp_step import _block_size, _time_block, import_torch, machine_info  # noqa: E402
+from bench_mlp_step import TorchMLP, _block_size, _time_block, import_torch, machine_info  # noqa: E402
 
 from tinygrad_edu import Tensor, nn  # noqa: E402
 from tinygrad_edu.datasets import disc  # noqa: E402
@@ -275,8 +275,8 @@ class NumpyNet:
             rm[...], rv[...] = 0, 1
 
 
-class TorchNet:
-    """The same net in PyTorch on the CPU (only built when torch imports)."""
+class TorchNet(TorchMLP):
+    """The same net in PyTorch on the CPU (only built when torch imports); step, weights and load as ``TorchMLP``."""
 
     def __init__(self, torch, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray):
         self.torch = torch
@@ -291,22 +291,10 @@ class TorchNet:
         self.opt = torch.optim.SGD(self.params, lr=LR)
         self.x, self.y = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
 
-    def step(self):
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.y)
-        loss.backward()
-        self.opt.step()
-        return loss
-
-    def weights(self) -> list[np.ndarray]:
-        return [p.detach().numpy().copy() for p in self.params]
-
     def load(self, weights: list[np.ndarray]) -> None:
-        with self.torch.no_grad():
-            for p, w in zip(self.params, weights):
-                p.copy_(self.torch.from_numpy(w))
-            for bn in self.bns:
-                bn.reset_running_stats()
+        super().load(weights)
+        for bn in self.bns:
+            bn.reset_running_stats()
 
 
 def _max_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
