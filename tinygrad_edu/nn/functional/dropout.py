@@ -21,9 +21,14 @@ class DropoutFunction(Function):
     """
 
     @staticmethod
+    def mask_shape(x) -> tuple[int, ...]:
+        """One mask value per element (Dropout2d overrides this: one per channel)."""
+        return tuple(x.shape)
+
+    @staticmethod
     def forward(ctx, x, p=0.5):
         backend = ctx.backend
-        mask = backend.bernoulli(tuple(x.shape), 1 - p, backend.numpy_dtype(x.dtype))
+        mask = backend.bernoulli(ctx.mask_shape(x), 1 - p, backend.numpy_dtype(x.dtype))
         ctx.save_for_backward(mask)
         ctx.scale = 1 / (1 - p)
         return x * mask * ctx.scale

@@ -4,38 +4,29 @@ barely regularizes; dropping whole channels does."""
 
 from __future__ import annotations
 
-from tinygrad_edu.nn.functional.dropout import check_float_input, check_p
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.nn.functional.dropout import DropoutFunction, check_float_input, check_p
+from tinygrad_edu.tensor import InputError, Tensor
 
 
-class Dropout2dFunction(Function):
+class Dropout2dFunction(DropoutFunction):
     """y = x ⊙ m / (1 - p) for x (N, C, H, W) or (N, C, L), with ONE m[n, c] ~ Bernoulli(1 - p) per channel of
     each sample, of shape (N, C, 1, 1) or (N, C, 1) and broadcast over the spatial axes: a channel is kept whole
     (scaled by 1 / (1 - p)) or zeroed whole.
 
         dx = dy ⊙ m / (1 - p)         (m broadcast over the spatial axes, as in forward)
 
-    Forward draws m once from the backend's seeded generator and saves it (N·C numbers, not one per element).
+    It is ``DropoutFunction`` (same forward and backward) with a mask of one value per channel: N·C numbers are drawn
+    from the backend's seeded generator and saved, not one per element.
     """
 
     @staticmethod
-    def forward(ctx, x, p=0.5):
-        backend = ctx.backend
+    def mask_shape(x) -> tuple[int, ...]:
         if x.ndim not in (3, 4):
             raise InputError(
                 f"dropout2d: expected an input of shape (N, C, H, W) or (N, C, L), got shape {tuple(x.shape)} "
                 f"({x.ndim}-D)"
             )
-        shape = tuple(x.shape[:2]) + (1,) * (x.ndim - 2)
-        mask = backend.bernoulli(shape, 1 - p, backend.numpy_dtype(x.dtype))
-        ctx.save_for_backward(mask)
-        ctx.scale = 1 / (1 - p)
-        return x * mask * ctx.scale
-
-    @staticmethod
-    def backward(ctx, dy):
-        (mask,) = ctx.saved_tensors
-        return dy * mask * ctx.scale
+        return tuple(x.shape[:2]) + (1,) * (x.ndim - 2)
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002 - PyTorch's name
