@@ -424,3 +424,16 @@ def test_module_errors_name_the_layer():
         nn.BatchNorm2d(3, eps=0)
     with pytest.raises(ValueError, match=r"BatchNorm2d: momentum must be in \[0, 1\] or None"):
         nn.BatchNorm2d(3, momentum=1.5)
+
+
+def test_eval_output_keeps_its_gradient_when_a_later_training_step_moves_the_running_mean():
+    """The eval-mode op saves a copy of the running mean: updating the buffer afterwards must not change dγ."""
+    bn = nn.BatchNorm1d(3)
+    bn.running_mean.data[...] = 1.0
+    bn.eval()
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    y = bn(Tensor(x))
+    bn.train()
+    bn(Tensor(np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32) * 5 + 10))
+    y.sum().backward()
+    np.testing.assert_allclose(bn.weight.grad.numpy(), ((x - 1.0) / np.sqrt(1.0 + 1e-5)).sum(axis=0), rtol=1e-5)

@@ -283,3 +283,12 @@ def test_looks_linear_conv_weight_and_crelu_dim_check():
         init.looks_linear_(bad)
     with pytest.raises(TypeError, match="Sequential"):
         init.looks_linear_(nn.Linear(2, 2).__dict__)
+
+
+def test_looks_linear_checks_every_layer_before_writing_any():
+    model = nn.Sequential(nn.Linear(4, 4), nn.CReLU(), nn.Linear(8, 4), nn.CReLU(dim=0), nn.Linear(8, 3))
+    before = [p.numpy().copy() for p in model.parameters()]
+    with pytest.raises(tg.InputError, match="CReLU with dim=0"):
+        init.looks_linear_(model)
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.numpy(), b)

@@ -306,3 +306,10 @@ def test_layer_constructors_raise_value_errors(build, words):
         build()
     for word in words:
         assert word in str(info.value)
+
+
+def test_max_pool2d_gives_minus_infinity_inputs_their_gradient_over_the_padding():
+    """An input of -inf still beats the -inf padding around it (as in PyTorch): no gradient is cropped away."""
+    x = Tensor(np.full((1, 1, 3, 3), -np.inf), requires_grad=True)
+    F.max_pool2d(x, 3, 1, 1).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy().ravel(), [4, 2, 0, 2, 1, 0, 0, 0, 0])

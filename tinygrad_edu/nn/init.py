@@ -420,19 +420,24 @@ def looks_linear_(model_or_weight: Any) -> Any:
 
     modules = flatten(model_or_weight)
     weighted = set(_weighted_layers(model_or_weight))
+    plan = []  # (layer, mirrored?): every layer is checked before any weight is written
+    previous = None
+    for m in modules:
+        if m in weighted:
+            mirrored = isinstance(previous, CReLU)
+            if mirrored:
+                if not (previous.dim == 1 or (previous.dim == -1 and isinstance(m, Linear))):
+                    raise InputError(f"init.looks_linear_: a CReLU with dim={previous.dim} feeds "
+                                     f"{type(m).__name__}; the mirrored init needs the CReLU to concatenate "
+                                     f"along the layer's input dim (dim=1)")
+                if m.weight.shape[1] % 2:
+                    raise InputError(f"init.looks_linear_: {type(m).__name__} after a CReLU has an odd input width "
+                                     f"{m.weight.shape[1]} (weight {m.weight.shape}); [W, -W] needs an even one")
+            plan.append((m, mirrored))
+        previous = m
     with no_grad():
-        previous = None
-        for m in modules:
-            if m in weighted:
-                if isinstance(previous, CReLU):
-                    if not (previous.dim == 1 or (previous.dim == -1 and isinstance(m, Linear))):
-                        raise InputError(f"init.looks_linear_: a CReLU with dim={previous.dim} feeds "
-                                         f"{type(m).__name__}; the mirrored init needs the CReLU to concatenate "
-                                         f"along the layer's input dim (dim=1)")
-                    _looks_linear_weight(m.weight)
-                else:
-                    orthogonal_(m.weight)
-                if getattr(m, "bias", None) is not None:
-                    zeros_(m.bias)
-            previous = m
+        for m, mirrored in plan:
+            _looks_linear_weight(m.weight) if mirrored else orthogonal_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                zeros_(m.bias)
     return model_or_weight

@@ -158,7 +158,8 @@ class BatchNormEvalFunction(Function):
         if bias is not None:
             y += _per_channel(xp, _cast(xp, bias, dtype), x)
         needs_x_hat = weight is not None and ctx.needs_input_grad[1]
-        ctx.save_for_backward(scale, *((x, mean, inv_std) if needs_x_hat else ()))
+        # copies: running_mean is the caller's buffer, which a later training step updates in place
+        ctx.save_for_backward(scale, *((x, xp.asarray(mean, copy=True), inv_std) if needs_x_hat else ()))
         ctx.dtypes = (x.dtype, None if weight is None else weight.dtype, None if bias is None else bias.dtype)
         return _cast(xp, y, x.dtype)
 

@@ -33,14 +33,18 @@ class MaxPool2dFunction(Function):
     def forward(ctx, x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), out=(1, 1)):
         xp = ctx.xp
         xpad = padded(xp, x, padding, -math.inf)
-        best, winner = None, None
+        # where the real input is: an input of -inf beats the -inf padding around it, as in PyTorch
+        inside = padded(xp, xp.ones(x.shape, dtype=xp.bool, device=x.device), padding, False)
+        best, winner, best_inside = None, None, None
         for k in range(kernel[0] * kernel[1]):  # offsets in row-major order: a later offset wins only if larger
-            v = xpad[window(k // kernel[1], k % kernel[1], stride, dilation, out)]
+            index = window(k // kernel[1], k % kernel[1], stride, dilation, out)
+            v, v_inside = xpad[index], inside[index]
             if best is None:
-                best, winner = v, xp.zeros(v.shape, dtype=xp.int64, device=v.device)
+                best, winner, best_inside = v, xp.zeros(v.shape, dtype=xp.int64, device=v.device), v_inside
                 continue
-            better = (v > best) | (xp.isnan(v) & ~xp.isnan(best))
+            better = (v > best) | (xp.isnan(v) & ~xp.isnan(best)) | (v_inside & ~best_inside & (v >= best))
             best = xp.where(better, v, best)
+            best_inside = best_inside | v_inside
             winner = xp.where(better, xp.asarray(k, dtype=xp.int64, device=v.device), winner)
         ctx.save_for_backward(winner)
         ctx.kernel, ctx.stride, ctx.padding, ctx.dilation, ctx.out = kernel, stride, padding, dilation, out
