@@ -54,7 +54,15 @@ except ImportError:  # not installed: run from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import tinygrad_edu
 
-from bench_mlp_step import TorchMLP, _block_size, _time_block, import_torch, machine_info  # noqa: E402
+from bench_mlp_step import (  # noqa: E402
+    EngineMLP,
+    TorchMLP,
+    _block_size,
+    _time_block,
+    import_torch,
+    machine_info,
+    print_table,
+)
 
 from tinygrad_edu import Tensor, nn  # noqa: E402
 from tinygrad_edu.datasets import disc  # noqa: E402
@@ -168,8 +176,8 @@ def run_layer(shape: tuple[int, ...], repeats: int) -> dict:
 HIDDEN, DEPTH, BATCH = 32, 16, 100
 
 
-class EngineNet:
-    """The net as a user of the engine writes it."""
+class EngineNet(EngineMLP):
+    """The net as a user of the engine writes it; step, weights and grads as ``EngineMLP``."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         tinygrad_edu.manual_seed(SEED)
@@ -183,25 +191,11 @@ class EngineNet:
         self.opt = SGD(self.params, lr=LR)
         self.x, self.y = Tensor(x), Tensor(y)
 
-    def step(self) -> Tensor:
-        self.opt.zero_grad()
-        loss = F.cross_entropy(self.model(self.x), self.y)
-        loss.backward()
-        self.opt.step()
-        return loss
-
-    def weights(self) -> list[np.ndarray]:
-        return [p.numpy().copy() for p in self.params]
-
-    def grads(self) -> list[np.ndarray]:
-        return [p.grad.numpy().copy() for p in self.params]
-
     def running(self) -> list[np.ndarray]:
         return [a for bn in self.bns for a in (bn.running_mean.numpy().copy(), bn.running_var.numpy().copy())]
 
     def load(self, weights: list[np.ndarray]) -> None:
-        for p, w in zip(self.params, weights):
-            p.data[...] = w
+        super().load(weights)
         for bn in self.bns:
             bn.running_mean.data[...], bn.running_var.data[...] = 0, 1
 
@@ -365,16 +359,6 @@ def run_step(repeats: int, torch) -> dict:
 # ------------------------------------------------------------------------------------------------------------------
 # report
 # ------------------------------------------------------------------------------------------------------------------
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths)))
-    print(line(header))
-    print(line(["-" * w for w in widths]))
-    for r in rows:
-        print(line(r))
-
-
 def print_report(machine: dict, layers: list[dict], step: dict | None) -> None:
     print(f"machine: {machine['cpu']}, {machine['cores']} cores")
     print(f"python {machine['python']}, numpy {machine['numpy']}, BLAS {machine['blas']}")
@@ -388,7 +372,7 @@ def print_report(machine: dict, layers: list[dict], step: dict | None) -> None:
                          f"{r['speedup']:.2f}x", f"{mem['closed'] / 2**10:.0f}", f"{mem['staged'] / 2**10:.0f}",
                          f"{mem['composed'] / 2**10:.0f}", f"{r['memory_ratio']:.2f}",
                          "yes" if r["meets_target"] else "NO"])
-        _table(["shape", "closed ms", "staged ms", "composed ms", "speedup", "closed KiB", "staged KiB",
+        print_table(["shape", "closed ms", "staged ms", "composed ms", "speedup", "closed KiB", "staged KiB",
                 "composed KiB", "mem ratio", "ok"], rows)
         print(f"targets: speedup (composed / closed time) >= {SPEED_TARGET}x; saved bytes closed <= {MEMORY_TARGET} x "
               f"composed + one (C,) vector (1/sigma); medians of {layers[0]['repeats']} interleaved blocks")
@@ -402,7 +386,7 @@ def print_report(machine: dict, layers: list[dict], step: dict | None) -> None:
             header += ["torch ms", "engine/torch", "ok"]
             row += [f"{ms['torch']:.3f}", f"{step['engine_over_torch']:.2f}x",
                     "yes" if step["meets_torch_target"] else "NO"]
-        _table(header, [row])
+        print_table(header, [row])
         a = step["agreement"]
         print(f"agreement after one step: loss {a['loss_engine']:.6f} vs {a['loss_numpy']:.6f} (rel "
               f"{a['loss_rel_diff']:.1e}), grads rel {a['grad_max_rel_diff']:.1e} (pre-BN biases, zero up to "

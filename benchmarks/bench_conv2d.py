@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_mlp_step, beside this file
-from bench_mlp_step import _block_size, _time_block, import_torch, machine_info  # noqa: E402
+from bench_mlp_step import _block_size, _time_block, import_torch, machine_info, print_table  # noqa: E402
 
 from tinygrad_edu import Tensor  # noqa: E402  (bench_mlp_step put the checkout on the path if needed)
 from tinygrad_edu.nn import functional as F  # noqa: E402
@@ -224,15 +224,7 @@ def print_report(results: list[dict], machine: dict) -> None:
         if has_torch:
             row += [f"{ms['torch']:.2f}", f"{r['torch_ratio']:.2f}x"]
         rows.append(row)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-
-    def line(cells):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    print(line(header))
-    print(line(["-" * w for w in widths]))
-    for row in rows:
-        print(line(row))
+    print_table(header, rows)
     print()
     for r in results:
         a = r["agreement"]["engine_max_rel_diff"]

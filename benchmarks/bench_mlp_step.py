@@ -222,6 +222,19 @@ class TorchMLP:
                 p.copy_(self.torch.from_numpy(w))
 
 
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns sized to their widest cell: the first left-aligned, the others right-aligned (the benchmarks' tables)."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    print(line(header))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+
+
 def import_torch():
     """PyTorch if it imports, else None (it is optional and never installed by this script)."""
     try:
@@ -397,15 +410,7 @@ def print_report(results: list[dict], machine: dict) -> None:
         if has_torch:
             row += [f"{ms['torch']:.3f}", f"{r['torch_ratio']:.2f}x"] if "torch" in ms else ["-", "-"]
         rows.append(row)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    print(line(header))
-    print(line(["-" * w for w in widths]))
-    for row in rows:
-        print(line(row))
+    print_table(header, rows)
     print()
     for r in results:
         a = r["agreement"]
