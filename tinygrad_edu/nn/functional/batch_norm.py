@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from tinygrad_edu.nn.functional.linear import _ones
+from tinygrad_edu.ops.broadcast import ones_vector
 from tinygrad_edu.tensor import Function, InputError, Tensor
 
 
@@ -41,8 +41,8 @@ def _channel_sum(ctx, a):
     (N, C, L) @ 1 over the positions for more axes). BLAS does them several times faster than xp.sum over axis 0."""
     if a.ndim > 2:
         a = ctx.xp.reshape(a, (a.shape[0], a.shape[1], -1))
-        a = ctx.backend.matmul(a, _ones(ctx, a.shape[2], a.dtype))
-    return ctx.backend.matmul(_ones(ctx, a.shape[0], a.dtype), a)
+        a = ctx.backend.matmul(a, ones_vector(ctx, a.shape[2], a.dtype))
+    return ctx.backend.matmul(ones_vector(ctx, a.shape[0], a.dtype), a)
 
 
 def _compute_dtype(ctx, x):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 
+from tinygrad_edu.ops.broadcast import accumulating_sum
 from tinygrad_edu.tensor import Function, InputError, Tensor
 
 
@@ -73,8 +74,7 @@ class Conv2dFunction(Function):
         if needs[1]:
             dweight = xp.reshape(backend.matmul(g, xp.matrix_transpose(x_col)), (C_out, C, KH, KW))  # G X_colᵀ
         if len(needs) > 2 and needs[2]:
-            acc = xp.float32 if dy.dtype == backend.float16 else dy.dtype
-            dbias = xp.astype(xp.sum(g, axis=1, dtype=acc), dy.dtype)  # G 1
+            dbias = accumulating_sum(xp, g, axis=1)  # G 1, in float32 for float16
         if needs[0]:
             d_col = xp.reshape(backend.matmul(xp.matrix_transpose(w_mat), g), (C, KH, KW, N, OH, OW))  # W_matᵀ G
             dx_pad = xp.zeros((C, N, H + pt + pb, W + pl + pr), dtype=dy.dtype, device=backend.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tinygrad_edu.ops.broadcast import ones_vector
 from tinygrad_edu.tensor import Function, InputError, Tensor
 
 
@@ -41,22 +42,8 @@ class LinearFunction(Function):
         grad_w = ctx.backend.matmul(g.T, x)
         grad_b = None
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:  # Σ_rows G as the product 1ᵀ G (BLAS: fast)
-            grad_b = ctx.backend.matmul(_ones(ctx, g.shape[0], g.dtype), g)
+            grad_b = ctx.backend.matmul(ones_vector(ctx, g.shape[0], g.dtype), g)
         return grad_x, grad_w, grad_b
-
-
-_ones_cache: dict = {}
-
-
-def _ones(ctx, n, dtype):
-    """A vector of n ones for 1ᵀ G, kept from one step to the next (it is only ever read)."""
-    key = (ctx.backend.name, n, dtype)
-    ones = _ones_cache.get(key)
-    if ones is None:
-        if len(_ones_cache) > 64:  # batch sizes come and go: keep the cache small
-            _ones_cache.clear()
-        ones = _ones_cache[key] = ctx.xp.ones(n, dtype=dtype, device=ctx.backend.device)
-    return ones
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
