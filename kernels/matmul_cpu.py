@@ -1,35 +1,208 @@
-"""CPU matmul with a wider accumulator than its operands (float16 storage, float32 accumulation).
+"""CPU matmul with a wider accumulator than its operands: float16 storage, float32 accumulation.
 
-NumPy's own float16 matmul has no BLAS path. This kernel walks the shared dimension K in blocks: it upcasts one
-block of each operand to the accumulation dtype, multiplies the blocks with the float32 BLAS, adds the partial
-product into a float32 accumulator, and rounds to the operands' dtype once at the end. No float32 copy of a whole
-operand is made, only of one block of K at a time.
+NumPy has no BLAS path for float16: its float16 matmul is a plain loop that also rounds every partial sum to float16.
+This kernel gets the float32 BLAS to do the work without ever holding a float32 copy of a whole operand:
+
+    for each block of the shared dimension K (a few hundred columns of A, the same rows of B):
+        upcast A[:, block] and B[block, :] to float32, into two buffers allocated once
+        C32 += A32_block @ B32_block                       (float32 BLAS, float32 accumulator)
+    C = round_to_float16(C32)                               (one rounding, at the very end)
+
+Every float16 value is exactly representable in float32, so the upcast loses nothing; products of two float16
+values are exact in float32 too (11 + 11 significant bits < 24). The only roundings are those of the float32
+accumulation and the final one to float16 (the accuracy contract in ``tests/test_matmul_kernel.py``).
+
+Two costs decide the speed next to BLAS, and both are paid once per element of A, B and C:
+  * the upcast. NumPy's own float16 -> float32 cast converts one element at a time (about 1.5 ns each). This kernel
+    moves the bits instead (``widen_float16``), with whole-array integer operations that NumPy vectorizes, and
+    spreads the blocks over the CPU's cores in threads (NumPy releases the GIL inside these loops);
+  * the final rounding to float16, NumPy's cast, spread over the cores the same way.
+The block along K is 512 columns (``BLOCK_K``), fewer for very tall or wide operands so that one block of A and one
+of B, in float32, stay within ``BLOCK_BYTES``. Each extra block costs one pass over C (adding its partial product),
+so blocks are not made smaller than needed.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-#: Number of K-columns upcast at a time.
-BLOCK_K = 256
+#: K-columns per block: each block of A is (M, 512) and of B (512, N), upcast to float32.
+BLOCK_K = 512
+#: ... fewer when M + N is so large that the two float32 blocks would take more than this many bytes,
+BLOCK_BYTES = 32 * 2**20
+#: ... but never fewer than this (smaller blocks would spend more time adding partial products than multiplying).
+MIN_BLOCK_K = 128
+#: Below this many elements an array is converted in the calling thread (a thread hand-off costs ~20 µs).
+PARALLEL_MIN_ELEMENTS = 1 << 17
+#: Rows of a block converted in one go: keeps each conversion's data in the core's L2 cache.
+CHUNK_ELEMENTS = 1 << 18
+
+_EXPONENT_SHIFT = np.float32(2.0**112)  # 2^(127 - 15): moves a float16 exponent bias to float32's
+_CLEAR_BITS_28_TO_30 = np.int32(-0x70000001)  # 0x8FFFFFFF as a signed 32-bit integer
+_THREAD_NAME = "tinygrad_edu-kernel"
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-def matmul_accumulate(a: np.ndarray, b: np.ndarray, accumulate_dtype=np.float32, block_k: int = BLOCK_K):
-    """``a @ b`` (NumPy matmul semantics, batch dims broadcast) accumulated in ``accumulate_dtype``.
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix=_THREAD_NAME)
+    return _pool
 
-    Returns an array of ``a.dtype``. ``a`` is ``(..., M, K)`` or ``(K,)``, ``b`` is ``(..., K, N)`` or ``(K,)``.
+
+def _in_parallel(work, src: np.ndarray, out: np.ndarray) -> None:
+    """Call ``work(src_part, out_part)`` on matching pieces of two same-shape arrays, one piece per core.
+
+    Contiguous arrays are cut into flat ranges; otherwise along the first axis. Small arrays stay in this thread.
     """
-    if a.shape[-1] != b.shape[0 if b.ndim == 1 else -2]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align on the shared dimension")
+    if src.flags.c_contiguous and out.flags.c_contiguous:
+        src, out = src.reshape(-1), out.reshape(-1)
+    rows = out.shape[0] if out.ndim else 1
+    workers = min(os.cpu_count() or 1, rows)
+    in_worker = threading.current_thread().name.startswith(_THREAD_NAME)  # a worker must not wait on its own pool
+    if out.ndim == 0 or workers < 2 or out.size < PARALLEL_MIN_ELEMENTS or in_worker:
+        work(src, out)
+        return
+    bounds = np.linspace(0, rows, workers + 1).astype(int)
+    futures = [_threads().submit(work, src[lo:hi], out[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
+        future.result()
+
+
+def _widen_piece(src: np.ndarray, out: np.ndarray) -> None:
+    """The bit moves of ``widen_float16`` on one piece, a cache-sized chunk of rows at a time."""
+    per_chunk = max(1, CHUNK_ELEMENTS * out.shape[0] // max(out.size, 1))
+    for lo in range(0, out.shape[0], per_chunk):
+        s, o = src[lo:lo + per_chunk], out[lo:lo + per_chunk]
+        bits = o.view(np.int32)
+        np.copyto(bits, s.view(np.int16))  # sign-extend 16 -> 32 bits
+        bits <<= 13
+        bits &= _CLEAR_BITS_28_TO_30
+        o *= _EXPONENT_SHIFT
+        if o.size and not (o.max() < 65536.0 and o.min() > -65536.0):  # an inf or NaN in the chunk
+            np.copyto(o, s)
+
+
+def widen_float16(src: np.ndarray, out: np.ndarray) -> None:
+    """Write the float16 array ``src`` into the float32 array ``out`` (same shape), exactly, by moving bits.
+
+    A float16 is s·eeeee·mmmmmmmmmm (bias 15); a float32 is s·eeeeeeee·m×23 (bias 127). Sign-extending the 16 bits
+    to 32 and shifting left by 13 puts the mantissa and the exponent in float32's places (with copies of the sign in
+    bits 28-30, cleared by a mask); the float32 read from those bits is the float16 value times 2^-112, so one
+    multiplication by 2^112 finishes the job, for normal and subnormal numbers alike. Infinities and NaNs (float16
+    exponent 31) come out as finite values >= 2^16; the rare chunk holding one is redone by NumPy's cast.
+    """
+    if out.ndim == 0:
+        out[...] = src
+    else:
+        _in_parallel(_widen_piece, src, out)
+
+
+def _cast_piece(src: np.ndarray, out: np.ndarray) -> None:
+    np.copyto(out, src, casting="unsafe")
+
+
+def narrow(src: np.ndarray, dtype) -> np.ndarray:
+    """``src.astype(dtype)`` (round to nearest even), converted on all cores."""
+    out = np.empty(src.shape, dtype)
+    _in_parallel(_cast_piece, src, out)
+    return out
+
+
+def _add_piece(part: np.ndarray, acc: np.ndarray) -> None:
+    acc += part
+
+
+def _upcast(src: np.ndarray, out: np.ndarray) -> None:
+    if src.dtype == np.float16 and out.dtype == np.float32:
+        widen_float16(src, out)
+    else:
+        _in_parallel(_cast_piece, src, out)
+
+
+def _dot_range(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
+    """Σ a·b over one thread's range, a cache-sized chunk at a time, in ``dtype``."""
+    chunk = max(1, min(CHUNK_ELEMENTS, a.size))
+    a_buf, b_buf = np.empty(chunk, dtype), np.empty(chunk, dtype)
+    total = dtype.type(0)
+    for lo in range(0, a.size, chunk):
+        width = min(chunk, a.size - lo)
+        _upcast(a[lo:lo + width], a_buf[:width])
+        _upcast(b[lo:lo + width], b_buf[:width])
+        total += np.dot(a_buf[:width], b_buf[:width])
+    return total
+
+
+def dot_accumulate(a: np.ndarray, b: np.ndarray, accumulate_dtype=np.float32, out_dtype=None) -> np.ndarray:
+    """The 1-D dot product ``Σ a_i b_i`` accumulated in ``accumulate_dtype``; a 0-d array of ``out_dtype``.
+
+    Memory-bound, so the chunks are sized for the L2 cache: each one is upcast and multiplied while still in cache.
+    Each core sums its own range of chunks; the per-core partial sums are added at the end.
+    """
+    if a.ndim != 1 or b.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"dot: expected two 1-D arrays of the same length, got shapes {a.shape} and {b.shape}")
+    dtype = np.dtype(accumulate_dtype)
+    workers = min(os.cpu_count() or 1, max(1, a.size // CHUNK_ELEMENTS))
+    bounds = np.linspace(0, a.size, workers + 1).astype(int)
+    if workers < 2:
+        total = _dot_range(a, b, dtype)
+    else:
+        futures = [_threads().submit(_dot_range, a[lo:hi], b[lo:hi], dtype) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        total = dtype.type(0)
+        for future in futures:
+            total += future.result()
+    return np.asarray(total, dtype=np.dtype(out_dtype or a.dtype))
+
+
+def block_k_for(m: int, n: int, k: int, itemsize: int = 4) -> int:
+    """K-columns per block: ``BLOCK_K``, fewer if an (m, block) and a (block, n) buffer would pass ``BLOCK_BYTES``."""
+    fit = BLOCK_BYTES // (itemsize * max(1, m + n))
+    return max(1, min(k, BLOCK_K, max(MIN_BLOCK_K, fit)))
+
+
+def matmul_accumulate(a: np.ndarray, b: np.ndarray, accumulate_dtype=np.float32, out_dtype=None,
+                      block_k: int | None = None) -> np.ndarray:
+    """``a @ b`` (NumPy's matmul semantics: 1-D operands, broadcast batch axes) accumulated in ``accumulate_dtype``.
+
+    Returns an array of ``out_dtype`` (default: ``a``'s dtype), rounded once from the accumulator.
+    """
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
     k = a.shape[-1]
-    acc = None
-    for start in range(0, max(k, 1), block_k):
-        stop = min(start + block_k, k)
-        a_block = a[..., start:stop].astype(accumulate_dtype)
-        b_block = (b[start:stop] if b.ndim == 1 else b[..., start:stop, :]).astype(accumulate_dtype)
-        part = np.matmul(a_block, b_block)
-        if acc is None:
-            acc = part
+    if k != b.shape[0 if b.ndim == 1 else -2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align on the shared dimension")
+    if a.ndim == 1 and b.ndim == 1:
+        return dot_accumulate(a, b, accumulate_dtype, out_dtype)
+    acc_dtype = np.dtype(accumulate_dtype)
+    out_dtype = np.dtype(out_dtype or a.dtype)
+    a2 = a[None, :] if a.ndim == 1 else a  # 1-D operands become one row / one column, as in NumPy
+    b2 = b[:, None] if b.ndim == 1 else b
+    m, n = a2.shape[-2], b2.shape[-1]
+    batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    block = block_k or block_k_for(m * int(np.prod(a2.shape[:-2])), n * int(np.prod(b2.shape[:-2])), k)
+
+    a_block = np.empty(a2.shape[:-1] + (min(block, k),), acc_dtype)  # allocated once, reused by every block
+    b_block = np.empty(b2.shape[:-2] + (min(block, k), n), acc_dtype)
+    acc = (np.empty if k else np.zeros)(batch + (m, n), acc_dtype)  # the first block writes every element
+    part = np.empty_like(acc) if block < k else None
+    for start in range(0, k, block):
+        width = min(block, k - start)
+        a_view, b_view = a_block[..., :width], b_block[..., :width, :]
+        _upcast(a2[..., start:start + width], a_view)
+        _upcast(b2[..., start:start + width, :], b_view)
+        if start == 0:
+            np.matmul(a_view, b_view, out=acc)
         else:
-            acc += part
-    return np.asarray(acc).astype(a.dtype)
+            np.matmul(a_view, b_view, out=part)
+            _in_parallel(_add_piece, part, acc)  # acc += part, on all cores
+    if b.ndim == 1:
+        acc = acc[..., 0]
+    if a.ndim == 1:
+        acc = acc[..., 0, :] if b.ndim > 1 else acc[..., 0]
+    return acc if out_dtype == acc_dtype else narrow(acc, out_dtype)

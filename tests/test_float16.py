@@ -55,3 +55,62 @@ def test_var_with_too_few_elements_is_nan_not_a_crash():
     assert np.all(np.isnan(x.grad.numpy()))
     with pytest.raises(TypeError, match="Var: needs a floating-point tensor, got dtype int64"):
         Tensor([1, 2, 4]).var()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# float16 products: the kernel in the forward pass and in both backward GEMMs
+# ---------------------------------------------------------------------------------------------------------------
+SIDE = 2304  # every GEMM below sums 2304 ones: a float16 running sum stalls at 2048, the float32 one reaches 2304
+
+
+def _ones(*shape):
+    return Tensor(np.ones(shape, np.float16), requires_grad=True)
+
+
+FLOAT16_GEMMS = {  # name: (build inputs, forward)
+    "matmul": (lambda: (_ones(SIDE, SIDE), _ones(SIDE, SIDE)), lambda x, w: x @ w),
+    "linear": (lambda: (_ones(SIDE, SIDE), _ones(SIDE, SIDE)), F.linear),
+    "conv2d": (lambda: (_ones(SIDE, SIDE, 1, 1), _ones(SIDE, SIDE, 1, 1)), F.conv2d),  # 1x1: K = C_in
+}
+
+
+@pytest.mark.parametrize("name", FLOAT16_GEMMS)
+def test_float16_layers_accumulate_in_float32_in_forward_and_both_backward_gemms(name, monkeypatch):
+    from tinygrad_edu.kernels import matmul_cpu
+
+    calls = []
+    kernel = matmul_cpu.matmul_accumulate
+    monkeypatch.setattr(matmul_cpu, "matmul_accumulate", lambda a, b, *args, **kw: calls.append(a.shape) or kernel(
+        a, b, *args, **kw))
+    build, forward = FLOAT16_GEMMS[name]
+    x, w = build()
+    y = forward(x, w)
+    assert y.dtype == tg.float16 and np.all(y.numpy() == SIDE)  # forward: sums over the input features
+    y.backward(Tensor(np.ones(y.shape, np.float16)))
+    assert x.grad.dtype == w.grad.dtype == tg.float16
+    assert np.all(x.grad.numpy() == SIDE)  # dL/dx = G Wᵀ: sums over the output features
+    assert np.all(w.grad.numpy() == SIDE)  # dL/dW = Gᵀ X (or Xᵀ G): sums over the batch
+    assert len(calls) >= 3
+
+
+def _graph_bytes(dtype) -> int:
+    """Bytes held after the forward pass of a 3-layer MLP (batch 256, width 512): weights, activations, graph."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    x = Tensor(rng.standard_normal((256, 512)).astype(dtype))
+    ws = [Tensor((rng.standard_normal((512, 512)) / 23).astype(dtype), requires_grad=True) for _ in range(3)]
+    h = x
+    for w in ws:
+        h = F.relu(F.linear(h, w))
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del h
+    return held
+
+
+def test_float16_tensors_and_graphs_take_half_the_memory_of_float32():
+    ratio = _graph_bytes(np.float16) / _graph_bytes(np.float32)
+    assert 0.45 < ratio < 0.55, ratio
