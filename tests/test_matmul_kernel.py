@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from tinygrad_edu.kernels import matmul_cpu
 from tinygrad_edu.kernels.matmul_cpu import dot_accumulate, matmul_accumulate, widen_float16
 

@@ -10,7 +10,7 @@ import os as _os
 
 import numpy as _np
 
-from tinygrad_edu import datasets
+from tinygrad_edu import amp, datasets
 from tinygrad_edu.backend import (
     DeviceUnavailableError,
     cuda_is_available,
@@ -53,7 +53,7 @@ bool_ = _np.dtype("bool")
 __version__ = "0.1.0"
 
 __all__ = [
-    "DeviceUnavailableError", "Function", "GradcheckError", "InputError", "GradcheckReport", "NonDifferentiablePointError", "Tensor", "arange", "bool_", "cat", "check_gradients", "concatenate",
+    "DeviceUnavailableError", "Function", "amp", "GradcheckError", "InputError", "GradcheckReport", "NonDifferentiablePointError", "Tensor", "arange", "bool_", "cat", "check_gradients", "concatenate",
     "cuda_is_available", "datasets", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck", "gradcheck_module",
     "int32", "int64", "is_grad_enabled", "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand",
     "randn", "set_default_device", "split", "stack", "where", "zeros", "zeros_like",

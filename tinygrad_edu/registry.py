@@ -743,3 +743,23 @@ register(
     "x (N, C, 2-4, 2-4); kernel 2; kernel 2 stride 1 padding 1; kernel 3 stride 2 padding 1 without counting the "
     "padding; kernel (2, 1) stride (1, 2)",
 )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# softmax
+# ----------------------------------------------------------------------------------------------------------------
+register(
+    "softmax",
+    lambda x: (F.softmax(x, dim=-1), F.softmax(x, dim=0), F.softmax(x.transpose(0, -1), dim=-1)),
+    _one(_uniform),
+    (F.SoftmaxFunction,),
+    "along the last axis, the first, and the last of a transposed (non-contiguous) view; x of 1-3 axes, sides 1-4 "
+    "(size-1 axes: softmax 1, gradient 0), values in [-1.5, 1.5] (smooth everywhere: ties of the max cancel)",
+)
+register(
+    "log_softmax",
+    lambda x: (F.log_softmax(x, dim=-1), F.log_softmax(x, dim=0), F.log_softmax(x.transpose(0, -1), dim=-1)),
+    _one(_uniform),
+    (F.LogSoftmaxFunction,),
+    "along the last axis, the first, and the last of a transposed (non-contiguous) view; as softmax's",
+)

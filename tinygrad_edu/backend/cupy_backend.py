@@ -86,3 +86,36 @@ class CupyBackend(Backend):
     def scatter_add(self, target, index, values):
         with self.device:
             self._cupyx.scatter_add(target, index, values)
+
+    # -- the CUDA kernels (kernels/*.cu, compiled at run time; see kernels/cuda.py) ---------------------------------
+    def matmul_accumulate(self, a, b, accumulate_dtype):
+        """float16 operands with a float32 accumulator: the tensor-core GEMM (or its SIMT fallback), in both the
+        forward and the backward GEMMs of ``@``, ``linear`` and ``conv2d``; other dtypes: the base class."""
+        if a.dtype == self.float16 and b.dtype == self.float16 and np.dtype(accumulate_dtype) == np.float32:
+            from tinygrad_edu.kernels import cuda
+
+            with self.device:
+                return cuda.matmul_fp16(a, b, out_dtype=np.float16)
+        return super().matmul_accumulate(a, b, accumulate_dtype)
+
+    def dot(self, a, b):
+        """Σ a_i b_i of two float16 1-D arrays, accumulated in float32, rounded once to float16."""
+        from tinygrad_edu.kernels import cuda
+
+        with self.device:
+            return cuda.dot_fp16(a, b, out_dtype=np.float16)
+
+    def batch_norm_fp16_forward(self, x, weight, bias, eps):
+        """Fused training-mode batch normalization of float16 x: (y, mean, biased var, inv_std). Used by
+        ``BatchNormFunction`` for float16 input on this backend (kernels/batchnorm_fp16.cu)."""
+        from tinygrad_edu.kernels import cuda
+
+        with self.device:
+            return cuda.batch_norm_fp16_forward(x, weight, bias, eps)
+
+    def batch_norm_fp16_backward(self, x, dy, mean, inv_std, weight):
+        """Its backward: (dx float16, dγ float32, dβ float32)."""
+        from tinygrad_edu.kernels import cuda
+
+        with self.device:
+            return cuda.batch_norm_fp16_backward(x, dy, mean, inv_std, weight)

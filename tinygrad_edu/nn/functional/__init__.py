@@ -19,10 +19,12 @@ from tinygrad_edu.nn.functional.elu import Elu, elu
 from tinygrad_edu.nn.functional.layer_norm import LayerNormFunction, layer_norm
 from tinygrad_edu.nn.functional.leaky_relu import LeakyRelu, leaky_relu
 from tinygrad_edu.nn.functional.linear import LinearFunction, linear
+from tinygrad_edu.nn.functional.log_softmax import LogSoftmaxFunction, log_softmax
 from tinygrad_edu.nn.functional.loss import CrossEntropy, MSELoss, cross_entropy, mse_loss
 from tinygrad_edu.nn.functional.max_pool2d import MaxPool2dFunction, max_pool2d
 from tinygrad_edu.nn.functional.maxout import MaxoutFunction, maxout
 from tinygrad_edu.nn.functional.prelu import PRelu, prelu
+from tinygrad_edu.nn.functional.softmax import SoftmaxFunction, softmax
 from tinygrad_edu.nn.functional.weight_norm import WeightNormFunction, weight_norm
 from tinygrad_edu.ops import Relu
 from tinygrad_edu.tensor import Tensor
@@ -42,3 +44,4 @@ __all__ += ["BatchNormEvalFunction", "BatchNormFunction", "BatchNormStagedFuncti
 __all__ += ["Conv2dFunction", "conv2d"]
 __all__ += ["AvgPool2dFunction", "MaxPool2dFunction", "adaptive_avg_pool2d", "avg_pool2d", "global_avg_pool2d",
             "max_pool2d"]
+__all__ += ["LogSoftmaxFunction", "SoftmaxFunction", "log_softmax", "softmax"]

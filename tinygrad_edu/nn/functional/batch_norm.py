@@ -88,6 +88,8 @@ class BatchNormFunction(Function):
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, *, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
+        if x.dtype == ctx.backend.float16 and hasattr(ctx.backend, "batch_norm_fp16_forward"):  # CUDA, float16
+            return _fused_forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps)
         xp = ctx.xp
         dtype, M = _compute_dtype(ctx, x), _count(x)
         xc = _cast(xp, x, dtype)
@@ -112,6 +114,8 @@ class BatchNormFunction(Function):
 
     @staticmethod
     def backward(ctx, dy):
+        if getattr(ctx, "fused", False):
+            return _fused_backward(ctx, dy)
         xp = ctx.xp
         x_hat, inv_std, gamma = ctx.saved_tensors
         M, (x_dtype, weight_dtype, bias_dtype) = ctx.M, ctx.dtypes
@@ -129,6 +133,32 @@ class BatchNormFunction(Function):
         d_gamma = None if weight_dtype is None else _cast(xp, sum_dy_x_hat, weight_dtype)
         d_beta = None if bias_dtype is None else _cast(xp, sum_dy, bias_dtype)
         return dx, d_gamma, d_beta
+
+
+def _fused_forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
+    """float16 on a CUDA backend: the same closed form in fused kernels (kernels/batchnorm_fp16.cu), statistics in
+    float32. x (float16) is saved instead of the float32 x̂, which the backward kernel recomputes from μ, inv_std."""
+    xp, M = ctx.xp, _count(x)
+    y, mean, var, inv_std = ctx.backend.batch_norm_fp16_forward(x, weight, bias, eps)
+    ctx.save_for_backward(x, mean, inv_std, weight)
+    ctx.fused, ctx.dtypes = True, (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+    if running_mean is not None:  # as in BatchNormFunction.forward
+        running_mean *= 1 - momentum
+        running_mean += _cast(xp, momentum * mean, running_mean.dtype)
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += _cast(xp, (momentum * M / (M - 1)) * var, running_var.dtype)
+    return y
+
+
+def _fused_backward(ctx, dy):
+    xp = ctx.xp
+    x, mean, inv_std, weight = ctx.saved_tensors
+    weight_dtype, bias_dtype = ctx.dtypes
+    dx, d_gamma, d_beta = ctx.backend.batch_norm_fp16_backward(x, _cast(xp, dy, x.dtype), mean, inv_std, weight)
+    return (dx if ctx.needs_input_grad[0] else None,
+            None if weight_dtype is None else _cast(xp, d_gamma, weight_dtype),
+            None if bias_dtype is None else _cast(xp, d_beta, bias_dtype))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-from tinygrad_edu.nn.modules.activation import ELU, CReLU, LeakyReLU, PReLU, ReLU, Sigmoid, Tanh
+from tinygrad_edu.nn.modules.activation import ELU, CReLU, LeakyReLU, LogSoftmax, PReLU, ReLU, Sigmoid, Softmax, Tanh
 from tinygrad_edu.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d
 from tinygrad_edu.nn.modules.container import Sequential
 from tinygrad_edu.nn.modules.conv import Conv2d
@@ -23,3 +23,4 @@ __all__ += ["BatchNorm1d", "BatchNorm2d"]
 __all__ += ["Conv2d"]
 __all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "Flatten", "Highway", "MaxPool2d", "ResidualBlock", "StochasticDepth",
             "expected_active_blocks", "survival_probabilities"]
+__all__ += ["LogSoftmax", "Softmax"]

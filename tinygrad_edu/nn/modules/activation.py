@@ -9,7 +9,9 @@ from tinygrad_edu.nn.functional._activation_args import check_number
 from tinygrad_edu.nn.functional.crelu import crelu
 from tinygrad_edu.nn.functional.elu import elu
 from tinygrad_edu.nn.functional.leaky_relu import leaky_relu
+from tinygrad_edu.nn.functional.log_softmax import log_softmax
 from tinygrad_edu.nn.functional.prelu import prelu
+from tinygrad_edu.nn.functional.softmax import softmax
 from tinygrad_edu.nn.modules.module import Module, Parameter
 from tinygrad_edu.ops import Relu
 from tinygrad_edu.tensor import Tensor
@@ -98,3 +100,38 @@ class ELU(Module):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
+
+
+def _optional_dim(layer: str, dim: int | None) -> int | None:
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+        raise TypeError(f"{layer}: dim must be an int or None, got {type(dim).__name__}")
+    return dim
+
+
+class Softmax(Module):
+    """``exp(x) / Σ exp(x)`` along ``dim`` (``torch.nn.Softmax``); ``dim=None`` is PyTorch's deprecated implicit
+    choice (axis 0 for 0-, 1- and 3-d inputs, else 1), which warns."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = _optional_dim("Softmax", dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return softmax(x, self.dim, _stacklevel=5)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """``x - log Σ exp(x)`` along ``dim`` (``torch.nn.LogSoftmax``); ``dim=None`` as in ``Softmax``."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = _optional_dim("LogSoftmax", dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return log_softmax(x, self.dim, _stacklevel=5)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

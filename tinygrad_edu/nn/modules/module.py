@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.backend import get_backend
+from tinygrad_edu.backend import canonical_device, get_backend
 from tinygrad_edu.tensor import Tensor
 
 
@@ -33,7 +33,8 @@ class Module:
     """Base class of layers, as ``torch.nn.Module``: assign Parameters, buffers and sub-Modules as attributes.
 
     ``parameters()`` and ``named_parameters()`` find them (depth first, in assignment order), ``train()``/``eval()``
-    set ``self.training`` everywhere below, ``to(device)`` moves everything, ``state_dict()`` returns NumPy copies.
+    set ``self.training`` everywhere below, ``to(device, dtype)`` moves and casts everything (``half()``, ``float()``,
+    ``double()`` cast), ``state_dict()`` returns NumPy copies.
     """
 
     def __init__(self) -> None:
@@ -111,16 +112,70 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, device: str) -> Module:
-        """Move every parameter and buffer to ``device`` in place (the Parameter objects stay the same)."""
-        backend = get_backend(device)
-        for module in self.modules():
-            for tensor in list(module._parameters.values()) + [b for b in module._buffers.values() if b is not None]:
+    def to(self, device: Any = None, dtype: Any = None, non_blocking: bool = False) -> Module:
+        """Move and/or cast every parameter and buffer in place, as ``torch.nn.Module.to``; returns ``self``.
+
+        The forms: ``to("cuda")``, ``to(tg.float16)``, ``to("cpu", "float16")``, ``to(device=..., dtype=...)``,
+        ``to(tensor)`` (that tensor's device and dtype); a dtype name alone, ``to("float16")``, is read as the
+        dtype. The Parameter objects stay the same (optimizers keep working); only their arrays are replaced.
+
+        * device: a move clears the gradients of the moved tensors;
+        * dtype (floating-point only): floating parameters, their gradients and floating buffers are cast;
+          integer buffers (batchnorm's ``num_batches_tracked``) are left as they are. See ``half()``.
+
+        Everything is checked before anything changes. ``non_blocking`` is accepted for PyTorch's signature; copies
+        here are synchronous.
+        """
+        if isinstance(device, Tensor):
+            device, dtype = device.device, device.dtype if dtype is None else dtype
+        elif device is not None and dtype is None and not _is_device(device):
+            device, dtype = None, device  # to(tg.float16), to("float16")
+        try:
+            backend = get_backend(device) if device is not None else None
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{type(self).__name__}.to: {exc}") from None
+        target = _float_dtype(f"{type(self).__name__}.to", dtype) if dtype is not None else None
+        tensors = self._unique_tensors()
+        if target is not None:
+            _check_float16(f"{type(self).__name__}.to", target, tensors, backend)
+        if backend is not None:
+            for tensor in tensors:
                 if tensor.backend is not backend:
                     tensor.data = backend.from_host(tensor.numpy())
                     tensor.backend = backend
                     tensor.grad = None
+        if target is not None:
+            _cast_floating(tensors, target)
         return self
+
+    def half(self) -> Module:
+        """Cast every floating-point parameter and buffer to float16 in place (``torch.nn.Module.half``): the
+        Parameter objects stay the same, their ``.data`` is replaced and an existing ``.grad`` is cast too;
+        integer buffers stay as they are. Returns ``self``."""
+        return self._cast_to("half", np.dtype(np.float16))
+
+    def float(self) -> Module:
+        """Cast every floating-point parameter and buffer to float32 in place (see ``half``)."""
+        return self._cast_to("float", np.dtype(np.float32))
+
+    def double(self) -> Module:
+        """Cast every floating-point parameter and buffer to float64 in place (see ``half``)."""
+        return self._cast_to("double", np.dtype(np.float64))
+
+    def _cast_to(self, method: str, dtype: np.dtype) -> Module:
+        tensors = self._unique_tensors()
+        _check_float16(f"{type(self).__name__}.{method}", dtype, tensors, None)
+        _cast_floating(tensors, dtype)
+        return self
+
+    def _unique_tensors(self) -> list[Tensor]:
+        """Every parameter and (non-None) buffer of every module below, each once (shared ones are listed once)."""
+        seen: dict[int, Tensor] = {}
+        for module in self.modules():
+            for tensor in list(module._parameters.values()) + list(module._buffers.values()):
+                if tensor is not None:
+                    seen.setdefault(id(tensor), tensor)
+        return list(seen.values())
 
     # -- state -----------------------------------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
@@ -158,3 +213,51 @@ class Module:
         if not lines:
             return f"{type(self).__name__}({self.extra_repr()})"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+# -- helpers of to() / half() / float() / double() -----------------------------------------------------------------
+def _is_device(value: Any) -> bool:
+    """True for a device string ("cpu", "cuda:1", ...); dtypes and dtype names are not."""
+    if not isinstance(value, str):
+        return False
+    try:
+        canonical_device(value)
+    except ValueError:
+        try:
+            np.dtype(value)
+        except TypeError:
+            return True  # neither: let get_backend name the bad device
+        return False
+    return True
+
+
+def _float_dtype(where: str, dtype: Any) -> np.dtype:
+    """``dtype`` as a floating-point NumPy dtype; TypeError naming ``where`` and what came otherwise."""
+    try:
+        target = np.dtype(dtype)
+    except TypeError:
+        target = None
+    if target is None or target.kind != "f":
+        raise TypeError(f"{where}: dtype must be a floating-point dtype (float16, float32 or float64), got {dtype!r}")
+    return target
+
+
+def _check_float16(where: str, dtype: np.dtype, tensors: list[Tensor], backend: Any) -> None:
+    """TypeError, before anything changes, when float16 is asked for on a device without it ("strict")."""
+    if dtype != np.float16:
+        return
+    for tensor in tensors:
+        device = backend or tensor.backend
+        if tensor.dtype.kind == "f" and device.float16 is None:
+            raise TypeError(f"{where}: device {device.name!r} has no float16")
+
+
+def _cast_floating(tensors: list[Tensor], dtype: np.dtype) -> None:
+    """Cast the floating-point tensors (and their gradients) to ``dtype`` in place; others are left alone."""
+    for tensor in tensors:
+        if tensor.dtype.kind != "f" or tensor.dtype == dtype:
+            continue
+        xp, target = tensor.backend.xp, tensor.backend.dtype(dtype)
+        tensor.data = xp.astype(tensor.data, target)
+        if tensor.grad is not None:
+            tensor.grad.data = xp.astype(tensor.grad.data, target)

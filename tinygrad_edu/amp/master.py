@@ -1,0 +1,166 @@
+"""``MasterWeights``: an FP16 model trained through FP32 master copies of its weights.
+
+Why master weights (Micikevicius et al. 2018, "Mixed Precision Training", ICLR, section 3.1). FP16 has 10 stored
+mantissa bits: a weight w has neighbours w·(1 ± 2^-10) at best, and adding an update smaller than half of that
+gap (|η·g| < |w|·2^-11, i.e. an update 2048 times smaller than the weight) gives back w unchanged. Late in
+training, with small learning rates, most updates are that small, so an FP16 weight stops moving even though
+the sum of many such updates would matter. Keeping an FP32 copy of every weight (13 more mantissa bits) and
+applying the optimizer to it lets the small updates accumulate; the FP16 model is refreshed from it (rounded)
+after each step and is what the forward and backward passes read. Gradients computed by the FP16 model are
+converted to FP32 for the master's ``.grad`` (exactly: every FP16 value is an FP32 value). The extra FP32 copy
+costs memory, but activations, which dominate, are stored in FP16, so the total is still about halved.
+
+Normalization layers stay in FP32 (``keep_fp32``, by default BatchNorm1d/2d and LayerNorm): their functions in
+``tinygrad_edu.nn.functional`` take an FP16 input with FP32 γ, β and running statistics, compute the statistics
+in FP32 and return FP16 (as PyTorch's cuDNN batchnorm does). Their parameters are then their own masters (the
+optimizer steps them directly), and their running statistics, averages of many small per-batch terms, keep FP32
+precision. Every other floating-point parameter and buffer of the model becomes FP16.
+
+Usage, with ``GradScaler`` for the gradients' range (see ``grad_scaler``)::
+
+    model = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
+    master = amp.MasterWeights(model)                    # model now FP16 (batchnorm FP32)
+    optimizer = optim.SGD(master.parameters(), lr=0.1, momentum=0.9)
+    scaler = amp.GradScaler()
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x.half()).float(), y)
+        scaler.scale(loss).backward()
+        master.copy_grads_to_master()                    # FP16 grads -> FP32 master grads (still scaled)
+        scaler.step(optimizer)                           # unscale, then step (or skip on inf/NaN)
+        scaler.update()
+        master.copy_master_to_model()                    # FP32 -> FP16, rounded
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d
+from tinygrad_edu.nn.modules.module import Module, Parameter
+from tinygrad_edu.nn.modules.normalization import LayerNorm
+from tinygrad_edu.tensor import Tensor
+
+#: Layers whose parameters and buffers stay FP32: they accept an FP16 input with FP32 parameters.
+DEFAULT_KEEP_FP32 = (BatchNorm1d, BatchNorm2d, LayerNorm)
+
+
+class MasterWeights:
+    """FP32 master copies of an FP16 model's weights: the optimizer steps the masters, the model computes.
+
+    ``MasterWeights(model, keep_fp32=DEFAULT_KEEP_FP32, master_dtype=float32)`` converts ``model`` in place: each
+    floating-point parameter and buffer of a module that is not an instance of ``keep_fp32`` gets an FP16 array
+    (the Parameter objects stay the same, so references to them stay valid), and an FP32 master Parameter holding
+    its original, unrounded value. Parameters of the ``keep_fp32`` layers are their own masters.
+
+    * ``parameters()`` / ``named_parameters()``: the masters, in the model's order: give them to the optimizer;
+    * ``copy_grads_to_master()``: moves each model gradient into its master's ``.grad``, converted to FP32, and
+      clears the model's (so ``optimizer.zero_grad()`` alone starts the next step clean). Gradients are not
+      unscaled here: ``GradScaler.unscale_``/``step`` does that on the FP32 masters;
+    * ``copy_master_to_model()``: rounds each master to FP16 into its model parameter. After a skipped step the
+      masters are unchanged, so the model is too, bit for bit;
+    * ``zero_grad()``: clears the gradients of model and masters;
+    * ``state_dict()`` / ``load_state_dict()``: the model's state with the FP32 master values in place of the FP16
+      parameters (a checkpoint that loses nothing); loading writes the masters and refreshes the model.
+
+    Invariant: every FP16 model parameter equals its master rounded to FP16.
+    """
+
+    def __init__(self, model: Module, keep_fp32: tuple[type, ...] = DEFAULT_KEEP_FP32, master_dtype: Any = "float32"):
+        if not isinstance(model, Module):
+            raise TypeError(f"MasterWeights: model must be a Module, got {type(model).__name__}")
+        master_dtype = np.dtype(master_dtype)
+        if master_dtype.kind != "f" or master_dtype.itemsize < 4:
+            raise TypeError(f"MasterWeights: master_dtype must be float32 or float64, got {master_dtype}")
+        named = list(model.named_parameters())
+        for name, p in named:
+            if p.backend.float16 is None:
+                raise TypeError(f"MasterWeights: parameter {name} is on device {p.device!r}, which has no float16")
+        kept = {id(p) for m in model.modules() if isinstance(m, keep_fp32) for p in m._parameters.values()}
+        self.model, self.keep_fp32 = model, tuple(keep_fp32)
+        self._masters: OrderedDict[str, Parameter] = OrderedDict()
+        self._pairs: list[tuple[Parameter, Parameter]] = []  # (FP16 model parameter, its FP32 master)
+        # everything checked: now convert the model
+        for name, p in named:
+            if id(p) in kept:
+                self._masters[name] = p
+                continue
+            xp = p.backend.xp
+            master_array = p.data if p.dtype == master_dtype else xp.astype(p.data, p.backend.dtype(master_dtype))
+            master = Parameter(Tensor._wrap(master_array, p.backend))  # the original values, unrounded
+            p.data, p.grad = xp.astype(p.data, p.backend.float16), None
+            self._masters[name] = master
+            self._pairs.append((p, master))
+        for m in model.modules():
+            if isinstance(m, keep_fp32):
+                continue
+            for b in m._buffers.values():
+                if b is not None and b.dtype.kind == "f" and b.backend.float16 is not None:
+                    b.data = b.backend.xp.astype(b.data, b.backend.float16)
+
+    # -- the masters ---------------------------------------------------------------------------------------------
+    def parameters(self) -> Iterator[Parameter]:
+        """The FP32 master parameters (for the optimizer), in the order of ``model.parameters()``."""
+        yield from self._masters.values()
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        yield from self._masters.items()
+
+    # -- the two copies of a step -----------------------------------------------------------------------------------
+    def copy_grads_to_master(self) -> None:
+        """Move the model's FP16 gradients into the masters' ``.grad`` as FP32 (exact), clearing the model's."""
+        for p, master in self._pairs:
+            if p.grad is None:
+                master.grad = None
+                continue
+            xp = p.backend.xp
+            master.grad = Tensor._wrap(xp.astype(p.grad.data, master.data.dtype), p.backend)
+            p.grad = None
+
+    def copy_master_to_model(self) -> None:
+        """Round every master to FP16 into its model parameter (the model's next forward reads these)."""
+        for p, master in self._pairs:
+            p.data = p.backend.xp.astype(master.data, p.data.dtype)
+
+    def zero_grad(self) -> None:
+        """Clear the gradients of the model's parameters and of the masters."""
+        for p, _ in self._pairs:
+            p.grad = None
+        for master in self._masters.values():
+            master.grad = None
+
+    # -- saving and restoring ---------------------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """``model.state_dict()`` with each FP16 parameter replaced by its FP32 master (host copies)."""
+        state = self.model.state_dict()
+        for name, master in self._masters.items():
+            state[name] = master.numpy().copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load parameters into the masters (and the FP32 layers) and buffers into the model, then refresh the FP16
+        model from the masters. Names and shapes are checked before anything changes."""
+        model_state = self.model.state_dict()
+        missing, unexpected = sorted(set(model_state) - set(state)), sorted(set(state) - set(model_state))
+        if missing or unexpected:
+            raise KeyError(f"MasterWeights.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        arrays = {}
+        for name, current in model_state.items():
+            value = np.asarray(state[name].numpy() if isinstance(state[name], Tensor) else state[name])
+            if value.shape != current.shape:
+                raise ValueError(f"MasterWeights.load_state_dict: {name} has shape {value.shape} in the state, "
+                                 f"{current.shape} in the model")
+            arrays[name] = value
+        buffers = dict(self.model.named_buffers())
+        for name, value in arrays.items():
+            target = self._masters[name] if name in self._masters else buffers[name]
+            target.data = target.backend.asarray(value.astype(target.dtype))
+        self.copy_master_to_model()
+
+    def __repr__(self) -> str:
+        return (f"MasterWeights({len(self._pairs)} FP16 parameters with FP32 masters, "
+                f"{len(self._masters) - len(self._pairs)} kept in FP32)")

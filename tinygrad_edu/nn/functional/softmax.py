@@ -1,0 +1,102 @@
+"""Softmax as one op (Bridle 1990, "Probabilistic interpretation of feedforward classification network outputs"):
+scores to a probability distribution along one axis, shifted by their max first so that exp never overflows.
+
+``_softmax_dim`` and ``_dtype_arg`` are shared with ``log_softmax``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
+from tinygrad_edu.tensor import Function, InputError, Tensor
+
+
+class SoftmaxFunction(Function):
+    """y = softmax(x) along axis ``dim``: with m = max_j x_j (a constant shift, it cancels),
+
+        e = exp(x - m)        s = Σ_j e_j        y = e / s
+
+    Backward, with g = dL/dy: the Jacobian is dy_i/dx_k = y_i (δ_ik - y_k), so
+
+        dL/dx = y ⊙ (g - Σ_j g_j y_j)          (the sum along ``dim``, kept as a size-1 axis)
+
+    Each row of dL/dx sums to 0 (Σ_i y_i = 1): adding a constant to a row does not change its softmax. float16
+    input is computed in float32 (the shifted exp and both sums) and rounded to float16 once, so logits such as 12
+    whose exp (≈ 1.6e5) overflows float16's 65504 still come out right; backward sums in float32 too. Forward saves
+    y in the compute dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        check_float(ctx, "softmax", "input", x)
+        xp = ctx.xp
+        ctx.axis, ctx.dtype = _axis("softmax", dim, tuple(x.shape)), x.dtype
+        x = _compute(ctx, x)
+        e = xp.exp(x - xp.max(x, axis=ctx.axis, keepdims=True))
+        y = e / xp.sum(e, axis=ctx.axis, keepdims=True)
+        ctx.save_for_backward(y)
+        return _cast(xp, y, ctx.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        (y,) = ctx.saved_tensors
+        g = _cast(xp, g, y.dtype)
+        return _cast(xp, y * (g - xp.sum(g * y, axis=ctx.axis, keepdims=True)), ctx.dtype)
+
+
+def _axis(op: str, dim: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The reduced axis as a tuple, ``(dim,)``; ``()`` for a 0-d input, which takes dim 0 or -1 as in PyTorch (a
+    scalar is its own row: softmax 1, log_softmax 0)."""
+    if shape:
+        return (check_dim(op, dim, shape),)
+    try:
+        check_dim(op, dim, (1,))
+    except InputError:
+        raise InputError(f"{op}: dim={dim} is out of range for an input of shape () (expected -1 <= dim <= 0)") from None
+    return ()
+
+
+def _compute(ctx, x):
+    """float16 input in float32 (the dtype the op computes in); other floating dtypes as they are."""
+    return ctx.xp.astype(x, ctx.xp.float32) if x.dtype == ctx.backend.float16 else x
+
+
+def _cast(xp, a, dtype):
+    return a if a.dtype == dtype else xp.astype(a, dtype)
+
+
+def _softmax_dim(op: str, ndim: int, stacklevel: int) -> int:
+    """PyTorch's legacy rule when ``dim`` is None: axis 0 for 0-, 1- and 3-d inputs, else axis 1, with a warning."""
+    dim = 0 if ndim in (0, 1, 3) else 1
+    warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include "
+                  f"dim=X as an argument.", UserWarning, stacklevel=stacklevel)
+    return dim
+
+
+def _dtype_arg(op: str, input: Tensor, dtype: Any) -> Tensor:  # noqa: A002
+    """``input`` cast to ``dtype`` first (PyTorch's ``dtype=`` keyword, differentiable); a floating dtype only."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if dtype is None:
+        return input
+    try:
+        target = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{op}: dtype must be a floating-point dtype such as 'float32', got {dtype!r}") from exc
+    if target.kind != "f":
+        raise TypeError(f"{op}: dtype must be a floating-point dtype such as 'float32', got {target}")
+    return input.astype(target)
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
+    """``exp(x) / Σ exp(x)`` along ``dim`` (``torch.nn.functional.softmax``). ``dim=None`` follows PyTorch's
+    deprecated implicit choice (axis 0 for 0-, 1- and 3-d inputs, else axis 1) and warns: always pass ``dim``.
+    ``dtype`` casts the input first (e.g. float16 logits to a float32 result)."""
+    input = _dtype_arg("softmax", input, dtype)
+    if dim is None:
+        dim = _softmax_dim("softmax", input.ndim, _stacklevel)
+    return SoftmaxFunction.apply(input, dim=dim)
