@@ -47,14 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_mlp_step, beside this file
 try:
     import tinygrad_edu
-except ImportError:  # not installed: run from a checkout
+except ImportError:  # not installed: run from a checkout (benchmarks/ is the subpackage tinygrad_edu.benchmarks)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import tinygrad_edu
 
-from bench_mlp_step import (  # noqa: E402
+from tinygrad_edu.benchmarks.bench_mlp_step import (  # noqa: E402
     EngineMLP,
     TorchMLP,
     _block_size,
@@ -354,6 +353,28 @@ def run_step(repeats: int, torch) -> dict:
         result["engine_over_torch"] = med["engine"] / med["torch"]
         result["meets_torch_target"] = result["engine_over_torch"] <= 1.0
     return result
+
+
+def suite_rows(repeats: int, torch, shapes: list[tuple[int, ...]] = SHAPES, step: bool = True) -> list[dict]:
+    """Rows for ``tinygrad-edu bench``: per shape, the composed primitives' time over the hand-derived closed form
+    (the speedup, target >= 2x); then the disc net's SGD step with batchnorm, engine vs NumPy by hand (and torch)."""
+    rows = []
+    for shape in shapes:
+        r = run_layer(shape, repeats)
+        rows.append(dict(benchmark="batchnorm fwd+bwd", case=f"{tuple(shape)} float32", a="composed primitives",
+                         b="hand-derived", a_ms=r["ms"]["composed"], b_ms=r["ms"]["closed"], ratio=r["speedup"],
+                         target=f">= {SPEED_TARGET}", ok=r["speedup"] >= SPEED_TARGET))
+    if step:
+        r = run_step(repeats, torch)
+        ms = r["ms"]
+        rows.append(dict(benchmark="SGD step with batchnorm", case=r["name"], a="engine", b="numpy by hand",
+                         a_ms=ms["engine"], b_ms=ms["numpy"], ratio=r["ratio"], target=f"<= {STEP_TARGET}",
+                         ok=r["meets_target"]))
+        if "torch" in ms:
+            rows.append(dict(benchmark="SGD step with batchnorm", case=r["name"], a="engine", b="torch",
+                             a_ms=ms["engine"], b_ms=ms["torch"], ratio=r["engine_over_torch"], target="<= 1.0",
+                             ok=r["meets_torch_target"]))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------------------------

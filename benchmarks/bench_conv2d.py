@@ -52,10 +52,20 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_mlp_step, beside this file
-from bench_mlp_step import _block_size, _time_block, import_torch, machine_info, print_table  # noqa: E402
+try:
+    import tinygrad_edu  # noqa: F401
+except ImportError:  # not installed: run from a checkout (benchmarks/ is the subpackage tinygrad_edu.benchmarks)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygrad_edu import Tensor  # noqa: E402  (bench_mlp_step put the checkout on the path if needed)
+from tinygrad_edu.benchmarks.bench_mlp_step import (  # noqa: E402
+    _block_size,
+    _time_block,
+    import_torch,
+    machine_info,
+    print_table,
+)
+
+from tinygrad_edu import Tensor  # noqa: E402
 from tinygrad_edu.nn import functional as F  # noqa: E402
 
 SEED = 0
@@ -206,6 +216,22 @@ def run_config(config: Config, repeats: int, torch) -> dict:
     if torch is not None:
         result["torch_ratio"] = med["torch"] / med["numpy"]
     return result
+
+
+def suite_rows(repeats: int, torch, configs: tuple[str, ...] = ("a", "b")) -> list[dict]:
+    """Rows for ``tinygrad-edu bench``: per configuration, engine vs im2col by hand in NumPy (and vs torch)."""
+    rows = []
+    for key in configs:
+        r = run_config(CONFIGS[key], repeats, torch)
+        ms = r["ms_per_step"]
+        rows.append(dict(benchmark="conv2d fwd+bwd", case=f"({key}) {r['name']}", a="engine", b="numpy by hand",
+                         a_ms=ms["engine"], b_ms=ms["numpy"], ratio=r["ratio"], target=f"<= {r['target_ratio']}",
+                         ok=r["meets_target"]))
+        if "torch" in ms:
+            rows.append(dict(benchmark="conv2d fwd+bwd", case=f"({key}) {r['name']}", a="engine", b="torch",
+                             a_ms=ms["engine"], b_ms=ms["torch"], ratio=ms["engine"] / ms["torch"], target="",
+                             ok=None))
+    return rows
 
 
 def print_report(results: list[dict], machine: dict) -> None:

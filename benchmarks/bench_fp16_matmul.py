@@ -116,6 +116,39 @@ def bench_batched_and_dot(repeats: int) -> list[list[str]]:
             + bench_case("dot 2^22", (1 << 22,), (1 << 22,), 2 * (1 << 22), repeats))
 
 
+def _suite_medians(n: int, repeats: int, torch) -> dict:
+    rng = np.random.default_rng(n)
+    a16, b16 = rng.standard_normal((n, n)).astype(np.float16), rng.standard_normal((n, n)).astype(np.float16)
+    a32, b32 = a16.astype(np.float32), b16.astype(np.float32)
+    check_accuracy(a16, b16, matmul_accumulate(a16, b16))
+    fns = {"kernel": lambda: matmul_accumulate(a16, b16), "numpy f32": lambda: np.matmul(a32, b32)}
+    if torch is not None:
+        ta32, tb32 = torch.from_numpy(a32), torch.from_numpy(b32)
+        fns["torch f32"] = lambda: torch.matmul(ta32, tb32)
+    med = interleaved_medians(fns, repeats)
+    med["numpy f16"] = _seconds(lambda: np.matmul(a16, b16))
+    return med
+
+
+def suite_rows(repeats: int, torch, sizes: tuple[int, ...] = (256,)) -> list[dict]:
+    """Rows for ``tinygrad-edu bench``, small sizes: per n, the kernel (float16 -> float16) against numpy.matmul in
+    float32 (target: kernel time <= 1/0.8 of it) and in float16 (one run; target: 100x faster), and against
+    torch.matmul float32 when PyTorch is installed. Each row: ``dict(benchmark, case, a, b, a_ms, b_ms,
+    ratio=a_ms / b_ms, target, ok)``."""
+    rows = []
+    for n in sizes:
+        med = _suite_medians(n, repeats, torch)
+        case = f"{n}x{n} @ {n}x{n}"
+        for b, target, good in (("numpy f32", "<= 1.25", lambda r: r <= 1.25), ("numpy f16", "<= 0.01",
+                                lambda r: r <= 0.01), ("torch f32", "", None)):
+            if b in med:
+                ratio = med["kernel"] / med[b]
+                rows.append(dict(benchmark="float16 matmul (CPU)", case=case, a="kernel f16", b=f"{b.split()[0]}."
+                                 f"matmul {b.split()[1]}", a_ms=1e3 * med["kernel"], b_ms=1e3 * med[b], ratio=ratio,
+                                 target=target, ok=good(ratio) if good else None))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])

@@ -308,6 +308,19 @@ def _block_size(step: Callable[[], object]) -> int:
     return max(3, math.ceil(BLOCK_SECONDS / per_step))
 
 
+@contextlib.contextmanager
+def block_seconds(block: float, warmup: float):
+    """Time with blocks of ~``block`` seconds after ``warmup`` seconds (instead of BLOCK_SECONDS, WARMUP_SECONDS),
+    in every benchmark that uses ``_block_size``; ``tinygrad-edu bench --quick`` uses short ones."""
+    global BLOCK_SECONDS, WARMUP_SECONDS
+    saved = BLOCK_SECONDS, WARMUP_SECONDS
+    BLOCK_SECONDS, WARMUP_SECONDS = block, warmup
+    try:
+        yield
+    finally:
+        BLOCK_SECONDS, WARMUP_SECONDS = saved
+
+
 def run_config(config: Config, repeats: int, torch) -> dict:
     x, y = make_data(config)
     engine = EngineMLP(config, x, y)
@@ -422,6 +435,23 @@ def print_report(results: list[dict], machine: dict) -> None:
         if "torch_agrees" in a and not a["torch_agrees"]:
             print(f"    warning: torch disagrees (loss rel {a['torch_loss_rel_diff']:.1e}, "
                   f"weights rel {a['torch_weight_max_rel_diff']:.1e}); its timing may not be comparable")
+
+
+def suite_rows(repeats: int, torch, configs: tuple[str, ...] = ("a", "b")) -> list[dict]:
+    """Rows for ``tinygrad-edu bench``: per configuration, engine vs hand-written NumPy (and vs PyTorch), as
+    ``dict(benchmark, case, a, b, a_ms, b_ms, ratio=a_ms / b_ms, target, ok)``."""
+    rows = []
+    for key in configs:
+        r = run_config(CONFIGS[key], repeats, torch)
+        ms = r["ms_per_step"]
+        rows.append(dict(benchmark="MLP SGD step", case=f"({key}) {r['name']}", a="engine", b="numpy by hand",
+                         a_ms=ms["engine"], b_ms=ms["numpy"], ratio=r["ratio"], target=f"<= {r['target_ratio']}",
+                         ok=r["meets_target"]))
+        if "torch" in ms:
+            rows.append(dict(benchmark="MLP SGD step", case=f"({key}) {r['name']}", a="engine", b="torch",
+                             a_ms=ms["engine"], b_ms=ms["torch"], ratio=ms["engine"] / ms["torch"], target="",
+                             ok=None))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,14 @@
 """The command line: ``tinygrad-edu COMMAND ...``, also ``python -m tinygrad_edu COMMAND ...``.
 
     tinygrad-edu gradcheck [NAME ...] [--device cpu|cuda|strict] [--dtype float64|float32|float16] [--seed N] [--trials K]
+    tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
+                       [--depth D] [--width W] [--device cpu|cuda] [--precision fp32|mixed16] [--epochs N]
+                       [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
+                       [--save FILE] [--no-progress]
+    tinygrad-edu bench [--quick] [--repeats R] [--only mlp batchnorm conv2d fp16 cuda] [--no-torch]
+
+``train`` is a thin layer over ``tinygrad_edu.train`` (the model, the loop, checkpoints, plots); ``bench`` over
+``tinygrad_edu.benchmarks.suite`` (the ``benchmarks/`` folder, installed as a subpackage).
 
 Each command is an entry of ``COMMANDS``: a help line, a function that adds its arguments to its subparser, and a
 function that runs it and returns the exit status. To add a command, add an entry. Exit statuses: 0 success, 1 a
@@ -192,6 +200,184 @@ COMMANDS["gradcheck"] = Command(
     configure=_configure_gradcheck,
     run=_run_gradcheck,
     epilog=_gradcheck_epilog,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------------------------
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    from tinygrad_edu import train as t
+
+    d = t.TrainConfig()
+    parser.add_argument("--dataset", choices=t.DATASETS, default=d.dataset,
+                        help="disc: the course's 2-D disc problem, generated in code (default); digits: "
+                             "scikit-learn's bundled 8x8 handwritten digits (needs scikit-learn)")
+    parser.add_argument("--norm", choices=t.NORMS, default=d.norm, help=f"normalization after each hidden Linear "
+                        f"(default: {d.norm})")
+    parser.add_argument("--activation", choices=t.ACTIVATIONS, default=d.activation,
+                        help=f"nonlinearity of the hidden layers (default: {d.activation})")
+    parser.add_argument("--dropout", type=_probability, default=d.dropout, metavar="P",
+                        help="dropout probability after each hidden activation (default: 0, no dropout)")
+    defaults = ", ".join(f"{k} {v['depth']}" for k, v in t.DATASET_DEFAULTS.items())
+    parser.add_argument("--depth", type=_non_negative_int, default=None,
+                        help=f"hidden width->width layers (default: {defaults})")
+    defaults = ", ".join(f"{k} {v['width']}" for k, v in t.DATASET_DEFAULTS.items())
+    parser.add_argument("--width", type=_positive_int, default=None, help=f"hidden units (default: {defaults})")
+    parser.add_argument("--device", choices=t.DEVICES, default="cpu", help="cpu (NumPy) or cuda (CuPy; default: cpu)")
+    parser.add_argument("--precision", choices=t.PRECISIONS, default=d.precision,
+                        help="fp32, or mixed16: float16 model, float32 master weights and loss scaling "
+                             "(default: fp32)")
+    parser.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"(default: {d.epochs})")
+    parser.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"(default: {d.batch_size})")
+    parser.add_argument("--lr", type=_positive_float, default=d.lr,
+                        help=f"initial learning rate of SGD (momentum {d.momentum}; default: {d.lr})")
+    parser.add_argument("--schedule", choices=t.SCHEDULES, default=d.schedule,
+                        help="learning rate: cosine annealing to 0 over the epochs, or constant (default: cosine)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seeds the data, the weights and the batches "
+                        "(default: 0)")
+    parser.add_argument("--plot", metavar="FILE.png", default=None,
+                        help="save loss and accuracy curves (train and test, per epoch); needs matplotlib")
+    parser.add_argument("--save", metavar="FILE", default=None,
+                        help="save the trained weights as .npz (the model's state_dict; FP32 masters for mixed16)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    """Check everything that can fail (options, device, data set, --plot, --save) before the first step."""
+    import time
+
+    from tinygrad_edu import train as t
+
+    try:
+        config = t.TrainConfig(dataset=args.dataset, norm=args.norm, activation=args.activation, dropout=args.dropout,
+                               depth=args.depth, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+                               lr=args.lr, schedule=args.schedule, seed=args.seed, device=args.device,
+                               precision=args.precision)
+    except ValueError as exc:
+        return _usage_error("train", str(exc))
+    try:
+        backend = get_backend(config.device)
+    except (ValueError, DeviceUnavailableError, ImportError) as exc:
+        return _usage_error("train", str(exc))
+    if config.precision == "mixed16" and backend.float16 is None:
+        return _usage_error("train", f"device {config.device!r} has no float16: use --precision fp32")
+    if config.dataset == "digits":
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            return _usage_error("train", "--dataset digits needs scikit-learn, which is not installed: "
+                                "pip install 'tinygrad_edu[datasets]'")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _usage_error("train", "--plot needs matplotlib, which is not installed: "
+                                "pip install 'tinygrad_edu[plot]'")
+    for option, path in (("--plot", args.plot), ("--save", args.save)):
+        if path is not None:
+            try:
+                t.check_writable(path)
+            except OSError as exc:
+                return _usage_error("train", f"{option}: {exc}")
+    if not args.no_progress:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            return _usage_error("train", "the progress bar needs tqdm (pip install tqdm), or pass --no-progress")
+
+    start = time.perf_counter()
+    history = t.train(config, progress=not args.no_progress)
+    if args.save is not None:
+        t.save_checkpoint(args.save, history["state_dict"])
+        print(f"saved {len(history['state_dict'])} arrays (the model's state_dict) to {args.save}")
+    if args.plot is not None:
+        t.plot_history(history, args.plot)
+        print(f"saved loss and accuracy curves to {args.plot}")
+    extra = ""
+    if config.precision == "mixed16":
+        skipped = history["skipped_steps"]
+        extra = f"; loss scale {history['loss_scale']:g}, {skipped} skipped step{'' if skipped == 1 else 's'}"
+    print(f"train accuracy {history['train_accuracy'][-1]:.3f}  test accuracy {history['test_accuracy'][-1]:.3f}  "
+          f"({config.dataset}, {config.epochs} epochs, {time.perf_counter() - start:.1f} s, {config.device}, "
+          f"{config.precision}{extra})")
+    return EXIT_OK
+
+
+COMMANDS["train"] = Command(
+    help="train an MLP on an embedded data set (the course's disc problem, or scikit-learn's digits)",
+    description=textwrap.fill(
+        "Train an MLP with SGD (momentum 0.9, cosine learning-rate schedule) and softmax cross-entropy on an "
+        "embedded data set, and print its train and test accuracy. The default is the course's deep MLP on the 2-D "
+        "disc problem: 2 -> 32, 16 hidden layers 32 -> 32 each followed by batchnorm and ReLU, -> 2 (the net of "
+        "tinygrad_edu.train.build_model; the loop is tinygrad_edu.train.train).", width=105,
+    ),
+    configure=_configure_train,
+    run=_run_train,
+    epilog=lambda: textwrap.dedent("""\
+        Data: disc has 1000 training and 1000 test points uniform in [-1, 1]^2 (seeds SEED and SEED+1), class 1
+        inside the disc of area 2; digits has 1438 training and 359 test images, standardized per pixel.
+        The progress bar (stderr) counts steps and shows the last epoch's loss and accuracies (evaluation mode, on
+        the whole training and test sets). The last line of stdout reads
+          train accuracy A  test accuracy B  (DATASET, N epochs, T s, DEVICE, PRECISION)
+        Exit status: 0 done, 2 usage error (bad option, no GPU for --device cuda, --save or --plot to a path that
+        cannot be written, a missing optional package), reported before training starts."""),
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bench
+# ----------------------------------------------------------------------------------------------------------------
+def _configure_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and one short timing block each (seconds; for tests, not for numbers)")
+    parser.add_argument("--repeats", type=_positive_int, default=None,
+                        help="timed blocks per implementation (default: 5, or 1 with --quick)")
+    parser.add_argument("--only", nargs="+", choices=("mlp", "batchnorm", "conv2d", "fp16", "cuda"), default=None,
+                        metavar="NAME", help="run only these: mlp, batchnorm, conv2d, fp16, cuda (default: all)")
+    parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch rows even if it is installed")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from tinygrad_edu.benchmarks import suite
+
+    return suite.main(quick=args.quick, repeats=args.repeats, only=args.only, use_torch=not args.no_torch)
+
+
+COMMANDS["bench"] = Command(
+    help="run the benchmarks and print one table of time ratios, with the machine and library versions",
+    description=textwrap.fill(
+        "Run the benchmarks of benchmarks/ (installed as tinygrad_edu.benchmarks) side by side and print one "
+        "table: the engine's training step against the same MLP written by hand in NumPy; batchnorm's "
+        "hand-derived backward against the composed primitives; conv2d against im2col by hand; the CPU float16 "
+        "matmul kernel against numpy.matmul in float32 and float16; PyTorch rows when PyTorch is installed, and "
+        "the CUDA float16 kernels against cuBLAS (CuPy) when a GPU is there. Each row times A against B and "
+        "reports time(A) / time(B) next to the benchmark's target. The full benchmarks (more sizes, JSON output) "
+        "are the scripts: python benchmarks/bench_mlp_step.py etc.", width=105,
+    ),
+    configure=_configure_bench,
+    run=_run_bench,
 )
 
 
