@@ -167,3 +167,9 @@ def test_property_planted_errors_are_always_caught(data):
         x = x + 1.0
     with pytest.raises(tg.GradcheckError):
         tg.gradcheck(lambda t: Scale.apply(t.tanh() + 1.0, 2.0, 2.0 * factor), [leaf(x)])
+
+
+def test_zero_tolerances_with_exactly_zero_gradients_report_no_error():
+    x = tg.Tensor(np.array([0.0, 1.0]), requires_grad=True)
+    report = tg.check_gradients(lambda t: t * t * t, [x], atol=0.0, rtol=0.0)  # d/dx x³ at 0 is exactly 0 both ways
+    assert report.inputs[0].max_rel_error < 1e-6

@@ -113,7 +113,7 @@ class GradcheckReport:
                 f"{len(r.mismatches)} mismatch(es), {sum(m.kink for m in r.mismatches)} at kinks; worst:"
             )
             for m in sorted(r.mismatches, key=lambda m: -m.abs_error)[:limit]:
-                rel = m.abs_error / max(abs(m.analytic), abs(m.numeric), self.atol)
+                rel = m.abs_error / (max(abs(m.analytic), abs(m.numeric), self.atol) or 1.0)
                 kink = f"  KINK: one-sided derivatives {m.left:.6g} (left), {m.right:.6g} (right)" if m.kink else ""
                 lines.append(
                     f"  {where} {m.index}: analytic {m.analytic:.8g}, numeric {m.numeric:.8g}, "
@@ -265,7 +265,8 @@ def _record(report: InputReport, index: tuple, analytic: float, central: float, 
             center: float, eps: float, atol: float, rtol: float) -> None:
     error = abs(analytic - central)
     report.max_abs_error = max(report.max_abs_error, error)
-    report.max_rel_error = max(report.max_rel_error, error / max(abs(analytic), abs(central), atol))
+    scale = max(abs(analytic), abs(central), atol)
+    report.max_rel_error = max(report.max_rel_error, error / scale if scale > 0 else 0.0)  # 0/0: both exactly 0
     if error > atol + rtol * abs(central):
         kink = _is_kink(left, right, center, eps, atol, rtol)
         report.mismatches.append(Mismatch(index, analytic, central, left, right, kink))
