@@ -380,3 +380,12 @@ def test_where_checks_its_condition(device):
     other = "strict" if device == "cpu" else "cpu"
     with pytest.raises(RuntimeError, match="Where: expected all tensors on one device"):
         tg.where(Tensor([True, False, True], device=other), x, 0.0)
+
+
+def test_numpy_asarray_converts_cpu_tensors_and_refuses_device_tensors():
+    t = tg.Tensor([1.0, 2.0])
+    a = np.asarray(t)
+    assert a.dtype == np.float32 and a.tolist() == [1.0, 2.0]
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
+    with pytest.raises(TypeError, match=r"tensor on device 'strict' to a NumPy array implicitly: call \.numpy\(\)"):
+        np.asarray(tg.Tensor([1.0, 2.0], device="strict"))

@@ -261,6 +261,15 @@ class Tensor:
         """The values as a NumPy array in host memory (a copy for device tensors)."""
         return self.backend.to_host(self.data)
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(t)`` for a CPU tensor; a device tensor refuses, since the copy to the host must be explicit."""
+        if self.backend.name != "cpu":
+            raise TypeError(
+                f"can't convert a tensor on device {self.device!r} to a NumPy array implicitly: "
+                "call .numpy() to copy it to the host"
+            )
+        return np.array(self.data, dtype=dtype, copy=copy) if copy is not None else np.asarray(self.data, dtype=dtype)
+
     def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number."""
         if self.numel() != 1:
