@@ -48,6 +48,7 @@ _CLEAR_BITS_28_TO_30 = np.int32(-0x70000001)  # 0x8FFFFFFF as a signed 32-bit in
 _THREAD_NAME = "tinygrad_edu-kernel"
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_kept = threading.local()  # this thread's reusable work arrays (``_scratch``)
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -115,6 +116,23 @@ def narrow(src: np.ndarray, dtype) -> np.ndarray:
     out = np.empty(src.shape, dtype)
     _in_parallel(_cast_piece, src, out)
     return out
+
+
+def _scratch(role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A work array for one role (a K-block of A, of B, a partial product), kept by this thread across calls.
+
+    Fresh memory costs a page fault per 4 KiB page the first time it is written, which here took as long as the
+    upcast itself; reusing the buffers pays that once. Buffers over ``BLOCK_BYTES`` are not kept.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    kept = _kept.__dict__
+    buffer = kept.get(role)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = np.empty(max(nbytes, 1), np.uint8)
+        if nbytes <= BLOCK_BYTES:
+            kept[role] = buffer
+    return buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def _add_piece(part: np.ndarray, acc: np.ndarray) -> None:
@@ -189,10 +207,10 @@ def matmul_accumulate(a: np.ndarray, b: np.ndarray, accumulate_dtype=np.float32,
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     block = block_k or block_k_for(m * int(np.prod(a2.shape[:-2])), n * int(np.prod(b2.shape[:-2])), k)
 
-    a_block = np.empty(a2.shape[:-1] + (min(block, k),), acc_dtype)  # allocated once, reused by every block
-    b_block = np.empty(b2.shape[:-2] + (min(block, k), n), acc_dtype)
+    a_block = _scratch("a", a2.shape[:-1] + (min(block, k),), acc_dtype)  # reused by every block (and call)
+    b_block = _scratch("b", b2.shape[:-2] + (min(block, k), n), acc_dtype)
     acc = (np.empty if k else np.zeros)(batch + (m, n), acc_dtype)  # the first block writes every element
-    part = np.empty_like(acc) if block < k else None
+    part = _scratch("part", acc.shape, acc_dtype) if block < k else None
     for start in range(0, k, block):
         width = min(block, k - start)
         a_view, b_view = a_block[..., :width], b_block[..., :width, :]
