@@ -98,13 +98,6 @@ class CupyBackend(Backend):
                 return cuda.matmul_fp16(a, b, out_dtype=np.float16)
         return super().matmul_accumulate(a, b, accumulate_dtype)
 
-    def dot(self, a, b):
-        """Σ a_i b_i of two float16 1-D arrays, accumulated in float32, rounded once to float16."""
-        from tinygrad_edu.kernels import cuda
-
-        with self.device:
-            return cuda.dot_fp16(a, b, out_dtype=np.float16)
-
     def batch_norm_fp16_forward(self, x, weight, bias, eps):
         """Fused training-mode batch normalization of float16 x: (y, mean, biased var, inv_std). Used by
         ``BatchNormFunction`` for float16 input on this backend (kernels/batchnorm_fp16.cu)."""
