@@ -10,14 +10,17 @@ import os as _os
 
 import numpy as _np
 
-from tinygrad_edu import amp, datasets
+from tinygrad_edu import amp, autograd, datasets
+from tinygrad_edu.autograd import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from tinygrad_edu.backend import (
     DeviceUnavailableError,
     cuda_is_available,
     get_backend,
     get_default_device,
+    get_rng_state,
     manual_seed,
     set_default_device,
+    set_rng_state,
 )
 from tinygrad_edu.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from tinygrad_edu.gradcheck import (
@@ -28,8 +31,11 @@ from tinygrad_edu.gradcheck import (
     gradcheck,
     gradcheck_module,
 )
+from tinygrad_edu.serialization import CheckpointError, load, save
 from tinygrad_edu.tensor import (
+    AnomalyError,
     Function,
+    InplaceModificationError,
     InputError,
     Tensor,
     cat,
@@ -53,10 +59,11 @@ bool_ = _np.dtype("bool")
 __version__ = "0.1.0"
 
 __all__ = [
-    "DeviceUnavailableError", "Function", "amp", "GradcheckError", "InputError", "GradcheckReport", "NonDifferentiablePointError", "Tensor", "arange", "bool_", "cat", "check_gradients", "concatenate",
+    "DeviceUnavailableError", "Function", "amp", "autograd", "detect_anomaly", "set_detect_anomaly",
+    "is_anomaly_enabled", "AnomalyError", "InplaceModificationError", "GradcheckError", "InputError", "GradcheckReport", "NonDifferentiablePointError", "Tensor", "arange", "bool_", "cat", "check_gradients", "concatenate",
     "cuda_is_available", "datasets", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck", "gradcheck_module",
     "int32", "int64", "is_grad_enabled", "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand",
-    "randn", "set_default_device", "split", "stack", "where", "zeros", "zeros_like",
+    "randn", "set_default_device", "CheckpointError", "get_rng_state", "load", "save", "set_rng_state", "split", "stack", "where", "zeros", "zeros_like",
 ]
 
 # kernels/ sits at the repository root and is installed as the subpackage tinygrad_edu.kernels. When the package is

@@ -13,6 +13,13 @@ How the tape works, in four sentences:
 4. Leaves (tensors made by the user with ``requires_grad=True``) collect their gradient in ``.grad``; after the
    walk, the arrays the ops saved are freed, unless ``retain_graph=True``.
 
+Two safety nets. In-place changes (``add_``, ``optimizer.step()``, ``nn.init``, ``t.data = ...``) bump the tensor's
+version and note when they happened (a number from the same counter as the ops' creation numbers); ``backward``
+refuses to run an op created before such a change if the op saved the changed tensor (``InplaceModificationError``):
+its saved array no longer holds what the forward saw. When nothing changed since an op ran, the check is one
+comparison. Under ``tinygrad_edu.autograd.detect_anomaly()`` every op also checks its output and its gradients for
+NaN/Inf and raises ``AnomalyError`` naming the line of the user's code that created the op.
+
 Inside ``forward`` and ``backward`` values are plain arrays of the backend's namespace ``ctx.xp`` (NumPy, CuPy,
 array_api_strict), so a backward pass is ordinary array math and is not itself recorded on the tape.
 """
@@ -23,6 +30,9 @@ import contextlib
 import heapq
 import itertools
 import math
+import operator
+import os
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +42,8 @@ from tinygrad_edu import arguments
 from tinygrad_edu.backend import Backend, get_backend, get_default_device
 
 _grad_enabled = True
+_anomaly_enabled = False  # detect_anomaly() (tinygrad_edu.autograd): check every op's outputs and gradients
+_last_inplace = -1  # the creation number (from _sequence) of the latest in-place change of any tensor
 _sequence = itertools.count()  # creation numbers of recorded ops: backward runs them newest first
 
 
@@ -51,6 +63,21 @@ class no_grad(contextlib.ContextDecorator):
 
 class InputError(ValueError):
     """Raised by an op that checked its own inputs; its message already names the op, and passes through as is."""
+
+
+class InplaceModificationError(RuntimeError):
+    """Raised by ``backward`` when a tensor an op saved for its backward was modified in place after the forward.
+
+    Every tensor has a version counter (``t._version``), bumped by each in-place change of its values (``add_``,
+    ``mul_``, ..., an optimizer's ``step()``, ``nn.init``, assignment to ``.data``); views (``reshape``,
+    ``permute``, ``expand``, indexing, ``detach``) share the counter of the tensor they view. ``save_for_backward``
+    records the version of each saved input (and of the output, when the forward saves it); ``backward`` compares
+    before running the op's backward, since the saved array would now hold other values: a wrong gradient.
+    """
+
+
+class AnomalyError(RuntimeError):
+    """Raised under ``detect_anomaly()`` by the first op whose forward output or backward gradient holds NaN/Inf."""
 
 
 def is_grad_enabled() -> bool:
@@ -91,6 +118,8 @@ class Function:
     needs_input_grad: tuple[bool, ...]  #: for each input of forward: is it a tensor that requires grad?
     parents: tuple[Any, ...]  #: the inputs of forward, tensors and others
     sequence: int  #: creation number: an op is created after every op whose output it uses
+    _created_at: Any = None  #: under detect_anomaly(): the user's stack when the op was created
+    _view: bool = False  #: True for ops whose output may share memory with input 0: it shares its version counter
 
     @staticmethod
     def forward(ctx: Function, *args: Any, **kwargs: Any) -> Any:
@@ -125,7 +154,7 @@ class Function:
                     if backend is not None:
                         raise _device_mismatch(cls.__name__, args)
                     backend = a.backend
-                arrays.append(a.data)
+                arrays.append(a._data)
                 needs.append(a.requires_grad)
             else:
                 arrays.append(a)
@@ -145,16 +174,20 @@ class Function:
         except ValueError as exc:  # from the array library (e.g. shapes that do not broadcast): name op and inputs
             raise _library_error(cls.__name__, arrays, exc) from exc
         if isinstance(out, Tensor):
-            out = out.data
+            out = out._data
         elif isinstance(out, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
             out = np.asarray(out)
         result = Tensor.__new__(Tensor)
-        result.data, result.backend, result.grad = out, ctx.backend, None  # forward may move the result (ToDevice)
+        result._data, result.backend, result.grad = out, ctx.backend, None  # forward may move the result (ToDevice)
+        result._version_cell = _shared_cell(args[0]) if cls._view else None
         if _grad_enabled and True in needs:
             ctx.parents, ctx.sequence = args, next(_sequence)
             result.requires_grad, result._ctx = True, ctx
         else:
             result.requires_grad, result._ctx = False, None
+        if _anomaly_enabled:
+            ctx._created_at = _user_stack()
+            _check_forward(cls.__name__, ctx, arrays, out)
         return result
 
 
@@ -169,7 +202,7 @@ class Tensor:
     ints int64; arrays keep their dtype, as in ``torch.tensor``.
     """
 
-    __slots__ = ("data", "backend", "requires_grad", "grad", "_ctx", "__weakref__")
+    __slots__ = ("_data", "backend", "requires_grad", "grad", "_ctx", "_version_cell", "__weakref__")
     __array_priority__ = 1000  # numpy_array + tensor calls Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None):
@@ -177,7 +210,7 @@ class Tensor:
         if isinstance(data, Tensor):
             if backend is None:
                 backend = data.backend
-            host_or_array = data.data if backend is data.backend else data.numpy()
+            host_or_array = data._data if backend is data.backend else data.numpy()
         else:
             host_or_array = data
         if backend is None:
@@ -189,7 +222,8 @@ class Tensor:
         else:
             host = _host_array(host_or_array, dtype)
             array = backend.asarray(host)
-        self.data = array
+        self._data = array
+        self._version_cell: list | None = None  # see _bump_version; shared with views; None: version 0, not shared
         self.backend = backend
         self.grad: Tensor | None = None
         self._ctx: Function | None = None
@@ -201,17 +235,58 @@ class Tensor:
     def _wrap(array: Any, backend: Backend, requires_grad: bool = False) -> Tensor:
         """Wrap an array of ``backend`` without copying."""
         t = Tensor.__new__(Tensor)
-        t.data, t.backend, t.requires_grad, t.grad, t._ctx = array, backend, requires_grad, None, None
+        t._data, t.backend, t.requires_grad, t.grad, t._ctx = array, backend, requires_grad, None, None
+        t._version_cell = None
         return t
+
+    # -- the values, and their version -----------------------------------------------------------------------------
+    def _set_data(self, array: Any) -> None:
+        if getattr(self, "_version_cell", False) is False:  # a subclass's __init__ (Parameter) sets the first value
+            self._data, self._version_cell = array, None
+            return
+        replaced, self._data = self._data, array
+        self._bump_version(replaced)  # an op may have saved the replaced array: remember which one it was
+
+    data = property(operator.attrgetter("_data"), _set_data, doc="""The backend array holding the values.
+
+        Assigning a new array counts as an in-place change (the version goes up): a pending backward that saved
+        this tensor then refuses to run (see ``InplaceModificationError``). The getter is C code (attrgetter):
+        reading ``.data`` costs about as much as reading a plain attribute.""")
+
+    @property
+    def _version(self) -> int:
+        """How many times the values were changed in place (PyTorch's ``Tensor._version``)."""
+        cell = self._version_cell
+        return 0 if cell is None else cell[0]
+
+    def _bump_version(self, replaced: Any = None) -> None:
+        """Record an in-place change of the values: call it after writing into ``.data`` (optimizers, init).
+
+        The version counter ``_version_cell`` is a list ``[version, when, before, replaced]``: ``when`` is the
+        creation number (``_sequence``, shared with the ops) of the latest change, ``before`` that of the change
+        before it, ``replaced`` the id of the array the latest ``.data`` assignment replaced (0: none).
+        ``backward`` compares ``when`` with an op's own creation number: a change after the op ran may have
+        altered what it saved.
+        """
+        global _last_inplace
+        _last_inplace = when = next(_sequence)
+        cell = self._version_cell
+        if cell is None:
+            self._version_cell = [1, when, -1, 0 if replaced is None else id(replaced)]
+            return
+        if len(cell) == 1:  # a counter made for a view, never changed yet
+            cell += [when, -1, 0]
+        cell[0] += 1
+        cell[1], cell[2], cell[3] = when, cell[1], 0 if replaced is None else id(replaced)
 
     # -- properties ----------------------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return tuple(self._data.shape)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def size(self, dim: int | None = None) -> tuple[int, ...] | int:
         """The shape, or the size of axis ``dim`` (PyTorch's ``size``; ``numel()`` counts the elements)."""
@@ -219,17 +294,17 @@ class Tensor:
 
     def numel(self) -> int:
         """The number of elements."""
-        return math.prod(self.data.shape)
+        return math.prod(self._data.shape)
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._data.shape[0]
 
     @property
     def dtype(self) -> np.dtype:
         """The element type, as a NumPy dtype (``tinygrad_edu.float32`` is ``numpy.dtype('float32')``)."""
-        return self.backend.numpy_dtype(self.data.dtype)
+        return self.backend.numpy_dtype(self._data.dtype)
 
     @property
     def device(self) -> str:
@@ -259,7 +334,7 @@ class Tensor:
     # -- conversion ----------------------------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array in host memory (a copy for device tensors)."""
-        return self.backend.to_host(self.data)
+        return self.backend.to_host(self._data)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """``np.asarray(t)`` for a CPU tensor; a device tensor refuses, since the copy to the host must be explicit."""
@@ -268,7 +343,7 @@ class Tensor:
                 f"can't convert a tensor on device {self.device!r} to a NumPy array implicitly: "
                 "call .numpy() to copy it to the host"
             )
-        return np.array(self.data, dtype=dtype, copy=copy) if copy is not None else np.asarray(self.data, dtype=dtype)
+        return np.array(self._data, dtype=dtype, copy=copy) if copy is not None else np.asarray(self._data, dtype=dtype)
 
     def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number."""
@@ -280,8 +355,10 @@ class Tensor:
         return self.numpy().tolist()
 
     def detach(self) -> Tensor:
-        """A tensor sharing this one's data, cut from the tape (no grad)."""
-        return Tensor._wrap(self.data, self.backend, False)
+        """A tensor sharing this one's data (and version counter), cut from the tape (no grad)."""
+        t = Tensor._wrap(self._data, self.backend, False)
+        t._version_cell = _shared_cell(self)
+        return t
 
     def to(self, device: str | None = None, dtype: Any = None) -> Tensor:
         """This tensor on ``device`` and/or of ``dtype`` (differentiable; returns ``self`` if nothing changes)."""
@@ -299,7 +376,7 @@ class Tensor:
         if dtype == self.dtype:
             return self
         if dtype.kind != "f":
-            return Tensor._wrap(self.backend.xp.astype(self.data, self.backend.dtype(dtype)), self.backend)
+            return Tensor._wrap(self.backend.xp.astype(self._data, self.backend.dtype(dtype)), self.backend)
         return _ops.Cast.apply(self, dtype)
 
     def half(self) -> Tensor:
@@ -351,26 +428,29 @@ class Tensor:
                     f"backward(): grad can be created implicitly only for one-element outputs; this tensor has shape "
                     f"{self.shape}. Pass grad= (an array or Tensor of that shape), or reduce it first (e.g. .sum())."
                 )
-            upstream = xp.ones_like(self.data)
+            upstream = xp.ones_like(self._data)
         else:
             if isinstance(grad, Tensor) and grad.backend is not self.backend:
                 raise RuntimeError(f"backward(): grad is on {grad.device} but the tensor is on {self.device}")
-            upstream = xp.asarray(grad.data, copy=True) if isinstance(grad, Tensor) else self.backend.asarray(grad, self.dtype)
+            upstream = xp.asarray(grad._data, copy=True) if isinstance(grad, Tensor) else self.backend.asarray(grad, self.dtype)
             if tuple(upstream.shape) != self.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(upstream.shape)}, the tensor has shape {self.shape}")
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
-            self.grad = Tensor._wrap(upstream if self.grad is None else self.grad.data + upstream, self.backend)
+            self.grad = Tensor._wrap(upstream if self.grad is None else self.grad._data + upstream, self.backend)
             return
         # Walk the graph from the output, always taking next the op created last among those still to do (a heap
         # of creation numbers): every op that used a tensor was created after it, so by the time a tensor's turn
         # comes, all the gradient contributions it will receive have been added into grads[id(tensor)].
         grads = {id(self): upstream}
         todo = [(-self._ctx.sequence, self)]
+        anomaly, last_inplace = _anomaly_enabled, _last_inplace
         while todo:
             node = heapq.heappop(todo)[1]
             ctx = node._ctx
             if ctx.parents is None:
                 raise _freed_error(ctx)
+            if last_inplace > ctx.sequence:  # a tensor changed in place since this op ran: did the op save it?
+                _check_versions(ctx, node)
             g = grads.pop(id(node))
             if ctx.backend.context is None:
                 input_grads = ctx.backward(ctx, g)
@@ -383,21 +463,23 @@ class Tensor:
                 input_grads = _one_per_input(ctx, input_grads)
             if len(input_grads) > 1 and len(set(map(id, input_grads))) < len(input_grads):
                 input_grads = _unaliased(ctx.xp, input_grads)  # one array returned for two inputs (a + b): copy
+            if anomaly:
+                _check_backward(ctx, input_grads)
             for parent, pg, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
                 if pg is None or not needed:
                     continue
                 if isinstance(pg, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
                     pg = np.asarray(pg)
-                if pg.shape != parent.data.shape:
+                if pg.shape != parent._data.shape:
                     raise RuntimeError(
                         f"{type(ctx).__name__}.backward returned a gradient of shape {tuple(pg.shape)} for an input "
                         f"of shape {parent.shape}"
                     )
-                if pg.dtype != parent.data.dtype:
-                    pg = parent.backend.xp.astype(pg, parent.data.dtype)
+                if pg.dtype != parent._data.dtype:
+                    pg = parent.backend.xp.astype(pg, parent._data.dtype)
                 if parent._ctx is None:  # a leaf: add into .grad (out of place: pg may be shared)
                     grad_so_far = parent.grad
-                    parent.grad = Tensor._wrap(pg if grad_so_far is None else grad_so_far.data + pg, parent.backend)
+                    parent.grad = Tensor._wrap(pg if grad_so_far is None else grad_so_far._data + pg, parent.backend)
                 elif id(parent) in grads:  # a second path to this tensor: the chain rule adds them
                     grads[id(parent)] = grads[id(parent)] + pg
                 else:
@@ -455,8 +537,8 @@ class Tensor:
         if isinstance(other, Tensor):
             if other.backend is not self.backend:
                 raise _device_mismatch(name, (self, other))
-            other = other.data
-        return Tensor._wrap(getattr(self.backend.xp, name)(self.data, other), self.backend)
+            other = other._data
+        return Tensor._wrap(getattr(self.backend.xp, name)(self._data, other), self.backend)
 
     def __lt__(self, other):
         return self._compare(other, "less")
@@ -475,6 +557,88 @@ class Tensor:
 
     def __ne__(self, other):  # type: ignore[override]
         return self._compare(other, "not_equal")
+
+    # -- in place: change the values, bump the version, record nothing on the tape -----------------------------------
+    def _inplace(self, name: str, new: Any) -> Tensor:
+        """Write ``new`` (an array) into this tensor's array and bump its version (the body of every ``op_``)."""
+        if self.requires_grad and _grad_enabled:
+            kind = "a leaf" if self._ctx is None else "an op's output"
+            raise RuntimeError(
+                f"{name}: this tensor ({kind}, shape {self.shape}) requires grad, and in-place changes are not "
+                "recorded on the tape. Wrap a parameter update in `with no_grad():`, or compute out of place "
+                f"(e.g. y = x + 1 instead of x.add_(1))."
+            )
+        xp = self.backend.xp
+        if tuple(new.shape) != self.shape:
+            raise RuntimeError(f"{name}: the result has shape {tuple(new.shape)}, which does not fit in place into "
+                               f"this tensor of shape {self.shape}")
+        if self.dtype.kind != "f" and self.backend.numpy_dtype(new.dtype).kind == "f":
+            raise TypeError(f"{name}: a floating result can't be written in place into a tensor of dtype {self.dtype}")
+        if new.dtype != self._data.dtype:
+            new = xp.astype(new, self._data.dtype)
+        self._data[...] = new
+        self._bump_version()
+        return self
+
+    def _inplace_operand(self, name: str, other: Any) -> Any:
+        if isinstance(other, Tensor):
+            if other.backend is not self.backend:
+                raise _device_mismatch(name, (self, other))
+            return other._data
+        other = _operand(other, self)
+        return other._data if isinstance(other, Tensor) else other
+
+    def add_(self, other: Any, alpha: float = 1) -> Tensor:
+        """In place: self ← self + alpha·other (``torch.Tensor.add_``); bumps the version."""
+        other = self._inplace_operand("add_", other)
+        return self._inplace("add_", self._data + (other * alpha if alpha != 1 else other))
+
+    def sub_(self, other: Any, alpha: float = 1) -> Tensor:
+        """In place: self ← self − alpha·other; bumps the version."""
+        other = self._inplace_operand("sub_", other)
+        return self._inplace("sub_", self._data - (other * alpha if alpha != 1 else other))
+
+    def mul_(self, other: Any) -> Tensor:
+        """In place: self ← self · other; bumps the version."""
+        return self._inplace("mul_", self._data * self._inplace_operand("mul_", other))
+
+    def div_(self, other: Any) -> Tensor:
+        """In place: self ← self / other; bumps the version."""
+        return self._inplace("div_", self._data / self._inplace_operand("div_", other))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - PyTorch's names
+        """In place: clamp to [min, max] (Python numbers); bumps the version."""
+        for name, bound in (("min", min), ("max", max)):
+            if bound is not None and not isinstance(bound, (int, float)):
+                raise TypeError(f"clamp_: {name} must be a Python number or None, got {type(bound).__name__}")
+        if min is not None and max is not None and min > max:
+            raise ValueError(f"clamp_: min ({min}) is greater than max ({max})")
+        return self._inplace("clamp_", self.backend.xp.clip(self._data, min, max))
+
+    clip_ = clamp_
+
+    def fill_(self, value: float) -> Tensor:
+        """In place: every element ← value; bumps the version."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"fill_: value must be a Python number, got {type(value).__name__}")
+        return self._inplace("fill_", self.backend.xp.full_like(self._data, value))
+
+    def zero_(self) -> Tensor:
+        """In place: every element ← 0; bumps the version."""
+        return self.fill_(0)
+
+    def copy_(self, src: Any) -> Tensor:
+        """In place: copy ``src``'s values (broadcast to this shape, cast to this dtype); bumps the version."""
+        xp = self.backend.xp
+        src = self._inplace_operand("copy_", src)
+        if not hasattr(src, "shape"):
+            return self.fill_(src)
+        try:
+            src = xp.broadcast_to(src, self._data.shape)
+        except ValueError as exc:
+            raise RuntimeError(f"copy_: source of shape {tuple(src.shape)} does not broadcast to this tensor's shape "
+                               f"{self.shape}") from exc
+        return self._inplace("copy_", src)
 
     # -- math ----------------------------------------------------------------------------------------------------
     def exp(self):
@@ -711,6 +875,108 @@ def _one_per_input(ctx: Function, grads: tuple) -> tuple:
     if len(grads) > n and all(g is None for g in grads[n:]):
         return grads[:n]
     raise RuntimeError(f"{type(ctx).__name__}.backward returned {len(grads)} gradient(s) for {n} input(s) of forward")
+
+
+# -- version counters (in-place safety) ----------------------------------------------------------------------------
+def _shared_cell(tensor: Any) -> list[int] | None:
+    """The version counter of ``tensor``, created if needed, to share with a view of it."""
+    if not isinstance(tensor, Tensor):
+        return None
+    cell = tensor._version_cell
+    if cell is None:
+        cell = tensor._version_cell = [0]  # grows to [version, when, history] at the first change
+    return cell
+
+
+def _check_versions(ctx: Function, node: Tensor) -> None:
+    """Raise if an input (or the output ``node``) whose array ``ctx`` saved was changed in place after ``ctx`` ran."""
+    saved = {id(v) for v in (ctx._saved or ())}
+    if not saved:
+        return
+    for k, t in itertools.chain(((-1, node),), enumerate(ctx.parents)):
+        cell = t._version_cell if isinstance(t, Tensor) else None
+        if cell is None or len(cell) == 1 or cell[1] < ctx.sequence:
+            continue  # never changed, or not since the op ran
+        if id(t._data) not in saved and cell[3] not in saved:
+            continue  # changed, but the op did not save it (nor the array a .data assignment replaced)
+        now = cell[0]
+        expected = f"version {now - 1}" if cell[2] < ctx.sequence else f"a version <= {now - 2}"
+        what = "output 0" if k < 0 else f"input {k}"
+        raise InplaceModificationError(
+            f"one of the variables needed for gradient computation has been modified by an inplace operation: "
+            f"[{type(ctx).__name__} {what} of shape {t.shape}, dtype {t.dtype}] is at version {now}; expected "
+            f"{expected}. It was saved by the forward and changed in place before this backward (e.g. "
+            "optimizer.step() or an in-place op like add_() between the forward and loss.backward()): run "
+            "backward before changing it, or compute a new tensor out of place." + _created_hint(ctx)
+        )
+
+
+# -- anomaly detection ----------------------------------------------------------------------------------------------
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_stack(limit: int = 8) -> list:
+    """The caller's stack without the frames inside tinygrad_edu, innermost last (at most ``limit`` frames)."""
+    frames = [f for f in traceback.extract_stack() if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
+    return frames[-limit:]
+
+
+def _site(ctx: Function) -> str:
+    stack = ctx._created_at
+    if not stack:
+        return "an unknown place (run the forward under detect_anomaly() to record it)"
+    f = stack[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+
+
+def _created_hint(ctx: Function) -> str:
+    return f" The op was created at {_site(ctx)}." if ctx._created_at else ""
+
+
+def _trace(ctx: Function) -> str:
+    if not ctx._created_at:
+        return ""
+    return "\nTraceback of the forward call that created the op (most recent call last):\n" + "".join(
+        traceback.format_list(ctx._created_at)).rstrip()
+
+
+def _nonfinite(ctx: Function, array: Any) -> str | None:
+    """"nan", "inf" or None: what a floating array holds that is not finite (one host bool per check)."""
+    if not hasattr(array, "dtype") or ctx.backend.numpy_dtype(array.dtype).kind != "f":
+        return None
+    xp, to_host = ctx.xp, ctx.backend.to_host
+    if bool(to_host(xp.all(xp.isfinite(array)))):
+        return None
+    return "nan" if bool(to_host(xp.any(xp.isnan(array)))) else "inf"
+
+
+def _describe(ctx: Function, arrays: Any) -> str:
+    """"(3, 2) float32, (2,) float32": shapes and (NumPy) dtypes of the arrays among ``arrays``."""
+    described = [f"{tuple(a.shape)} {ctx.backend.numpy_dtype(a.dtype)}" for a in arrays if hasattr(a, "dtype")]
+    return ", ".join(described) or "none"
+
+
+def _check_forward(name: str, ctx: Function, arrays: list, out: Any) -> None:
+    bad = _nonfinite(ctx, out)
+    if bad is None:
+        return
+    inputs_bad = any(_nonfinite(ctx, a) for a in arrays)
+    raise AnomalyError(
+        f"Function '{name}' returned {bad} values in its forward output ({_describe(ctx, [out])}) "
+        f"from inputs {_describe(ctx, arrays)}" + (" (some inputs were already not finite)" if inputs_bad else
+                                              " (all inputs finite)")
+        + f"; created at {_site(ctx)}" + _trace(ctx)
+    )
+
+
+def _check_backward(ctx: Function, grads: tuple) -> None:
+    for i, g in enumerate(grads):
+        bad = None if g is None else _nonfinite(ctx, g)
+        if bad is not None:
+            raise AnomalyError(
+                f"Function '{type(ctx).__name__}' returned {bad} values in its {i}th output (the gradient for input "
+                f"{i}: {_describe(ctx, [g])}) of backward; created at {_site(ctx)}" + _trace(ctx)
+            )
 
 
 def _backend_of(data: Any) -> Backend | None:

@@ -22,6 +22,8 @@ __all__ = [
     "set_default_device",
     "manual_seed",
     "cuda_is_available",
+    "get_rng_state",
+    "set_rng_state",
 ]
 
 ENV_VAR = "TINYGRAD_EDU_DEVICE"
@@ -103,3 +105,15 @@ def cuda_is_available() -> bool:
     except DeviceUnavailableError:
         return False
     return True
+
+
+def get_rng_state(device: str | None = None) -> dict:
+    """The random generator's state of ``device``'s backend (default: the default device), as in PyTorch's
+    ``torch.get_rng_state``: save it in a checkpoint and ``set_rng_state`` it on resume to draw the same dropout
+    masks as the uninterrupted run. A NumPy generator's state is a dict of strings and ints."""
+    return get_backend(device).get_rng_state()
+
+
+def set_rng_state(state: dict, device: str | None = None) -> None:
+    """Restore a state that ``get_rng_state(device)`` returned; a bad state raises ``ValueError``, changing nothing."""
+    get_backend(device).set_rng_state(state)

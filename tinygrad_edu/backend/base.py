@@ -78,6 +78,31 @@ class Backend:
         """Restart this backend's generator from ``seed``."""
         raise NotImplementedError
 
+    def get_rng_state(self) -> dict[str, Any]:
+        """A copy of the generator's state, to restore with ``set_rng_state`` (a checkpoint stores it, so a resumed
+        run draws the same dropout masks). For a NumPy ``Generator``: its ``bit_generator.state``, a dict of
+        strings and Python ints. Raises ``NotImplementedError`` where the generator cannot export its state."""
+        rng = getattr(self, "rng", None)
+        if not isinstance(rng, np.random.Generator):
+            raise NotImplementedError(f"get_rng_state: the generator of device {self.name!r} "
+                                      f"({type(rng).__name__}) cannot export its state; use manual_seed")
+        return rng.bit_generator.state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from ``get_rng_state``; a bad state raises ``ValueError`` and changes nothing."""
+        if not isinstance(getattr(self, "rng", None), np.random.Generator):
+            raise NotImplementedError(f"set_rng_state: the generator of device {self.name!r} cannot import a state")
+        kind = state.get("bit_generator") if isinstance(state, dict) else None
+        if kind not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+            raise ValueError(f"set_rng_state: expected a dict from get_rng_state() with 'bit_generator' naming a "
+                             f"NumPy bit generator, got {state!r:.100}")
+        bit_generator = getattr(np.random, kind)()
+        try:
+            bit_generator.state = state  # NumPy checks the entries
+        except (TypeError, ValueError, KeyError) as error:
+            raise ValueError(f"set_rng_state: invalid {kind} state for device {self.name!r}: {error}") from None
+        self.rng = np.random.Generator(bit_generator)
+
     def uniform(self, shape: tuple[int, ...], low: float, high: float, dtype: np.dtype) -> Any:
         """Samples from U[low, high)."""
         raise NotImplementedError

@@ -61,6 +61,7 @@ def _write(tensor: Tensor, array: Any) -> Tensor:
     """Copy ``array`` (same shape, tensor's backend) into the tensor's own array, in place."""
     xp = tensor.backend.xp
     tensor.data[...] = xp.astype(array, tensor.data.dtype)
+    tensor._bump_version()  # an in-place change: a pending backward that saved the tensor must refuse to run
     return tensor
 
 
@@ -147,6 +148,7 @@ def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
     _check_tensor("constant_", tensor)
     tensor.data[...] = _check_real("constant_", "val", val)
+    tensor._bump_version()
     return tensor
 
 
@@ -332,6 +334,7 @@ def lsuv_(model: Any, batch: Tensor, tol: float = 0.1, max_iter: int = 10) -> An
                         raise InputError(f"init.lsuv_: the output of {type(layer).__name__} has variance {v} on the "
                                          f"batch, which cannot be rescaled to 1")
                     layer.weight.data[...] = layer.weight.data * (1.0 / math.sqrt(v))
+                    layer.weight._bump_version()
                 else:
                     v = _variance(_output_of(model, layer, batch))
                     if abs(v - 1.0) >= tol:

@@ -9,6 +9,7 @@ stays NaN where x <= 0 (PyTorch zeroes it).
 
 from __future__ import annotations
 
+from tinygrad_edu.ops.arithmetic import Promoting
 from tinygrad_edu.ops.broadcast import shape_of, unbroadcast
 from tinygrad_edu.tensor import Function, InputError
 
@@ -159,7 +160,7 @@ def _tie_split(xp, a, b, z, g, shape_a, shape_b, needs):
             unbroadcast(xp, share * b_wins, shape_b) if needs[1] else None)
 
 
-class Maximum(Function):
+class Maximum(Promoting, Function):
     """z = max(a, b) elementwise;  the larger input gets g, ties split it."""
 
     @staticmethod
@@ -175,7 +176,7 @@ class Maximum(Function):
         return _tie_split(ctx.xp, a, b, z, g, *ctx.shapes, ctx.needs_input_grad)
 
 
-class Minimum(Function):
+class Minimum(Promoting, Function):
     """z = min(a, b) elementwise;  the smaller input gets g, ties split it."""
 
     @staticmethod
@@ -191,8 +192,10 @@ class Minimum(Function):
         return _tie_split(ctx.xp, a, b, z, g, *ctx.shapes, ctx.needs_input_grad)
 
 
-class Where(Function):
+class Where(Promoting, Function):
     """z = a where condition else b;  dL/da = g where condition, dL/db = g elsewhere (the condition gets none)."""
+
+    promote_from = 1  # a and b are promoted; the condition stays bool
 
     @staticmethod
     def forward(ctx, condition, a, b):

@@ -10,6 +10,7 @@ kernel hook (``backend.matmul``), which accumulates float16 operands in float32.
 
 from __future__ import annotations
 
+from tinygrad_edu.ops.arithmetic import Promoting
 from tinygrad_edu.ops.broadcast import unbroadcast
 from tinygrad_edu.tensor import Function, InputError
 
@@ -26,7 +27,7 @@ def _batch_shape(a_shape, b_shape):
     return tuple(reversed(out))
 
 
-class MatMul(Function):
+class MatMul(Promoting, Function):
     """Z = A @ B;  dL/dA = G Bᵀ,  dL/dB = Aᵀ G (summed over broadcast batch axes)."""
 
     @staticmethod

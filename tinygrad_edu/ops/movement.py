@@ -14,6 +14,8 @@ from tinygrad_edu.tensor import Function, InputError
 class Reshape(Function):
     """z = x viewed with another shape of the same size;  dL/dx = g reshaped to x's shape."""
 
+    _view = True  # the output may share memory with x: it shares x's version counter (in-place safety)
+
     @staticmethod
     def forward(ctx, x, shape):
         ctx.x_shape = tuple(x.shape)
@@ -27,6 +29,8 @@ class Reshape(Function):
 class Permute(Function):
     """z = x with its axes reordered (z.shape[i] = x.shape[dims[i]]);  dL/dx = g permuted by the inverse order."""
 
+    _view = True  # the output may share memory with x: it shares x's version counter (in-place safety)
+
     @staticmethod
     def forward(ctx, x, dims):
         ctx.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
@@ -39,6 +43,8 @@ class Permute(Function):
 
 class Expand(Function):
     """z = x broadcast to ``shape`` (no copy);  dL/dx = g summed over the broadcast axes."""
+
+    _view = True  # the output may share memory with x: it shares x's version counter (in-place safety)
 
     @staticmethod
     def forward(ctx, x, shape):
@@ -58,6 +64,8 @@ class GetItem(Function):
     up, which is the backend's scatter-add. One 1-D integer array among full slices (``x[:, [2, 0]]``) picks along
     one axis: that is the standard's ``take``.
     """
+
+    _view = True  # the output may share memory with x: it shares x's version counter (in-place safety)
 
     @staticmethod
     def forward(ctx, x, index):

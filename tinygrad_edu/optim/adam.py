@@ -58,6 +58,7 @@ class Adam(Optimizer):
                 if p.grad is None:
                     continue
                 g, w, xp = p.grad.data, p.data, p.backend.xp  # g is the user's gradient: read, never written
+                p._bump_version()  # p changes in place: a pending backward that saved p must refuse to run
                 state = self.state.get(p)
                 if not state:  # first step: the state, allocated once
                     state = self.state[p] = {"step": 0, "exp_avg": xp.zeros_like(w), "exp_avg_sq": xp.zeros_like(w)}

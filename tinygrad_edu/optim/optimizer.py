@@ -143,9 +143,20 @@ class Optimizer:
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             raise ValueError(f"{name}: expected a dict with keys 'state' and 'param_groups', got {state_dict!r:.80}")
         saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+                isinstance(g, dict) and isinstance(g.get("params"), (list, tuple)) for g in saved_groups):
+            raise ValueError(f"{name}: param_groups must be a list of dicts, each with a 'params' list of indices, "
+                             f"got {saved_groups!r:.80}")
+        if not isinstance(state_dict["state"], dict) or not all(
+                isinstance(entry, dict) for entry in state_dict["state"].values()):
+            raise ValueError(f"{name}: state must be a dict of parameter index -> dict of entries, "
+                             f"got {state_dict['state']!r:.80}")
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"{name}: {len(saved_groups)} parameter groups in the state, "
                              f"{len(self.param_groups)} in the optimizer")
+        all_saved = [key for saved in saved_groups for key in saved["params"]]
+        if len(set(all_saved)) != len(all_saved):
+            raise ValueError(f"{name}: some parameter indices appear twice in param_groups: {all_saved}")
         param_of: dict[Any, Tensor] = {}
         new_groups = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
@@ -176,10 +187,16 @@ class Optimizer:
                         raise ValueError(f"{name}: parameter {key}: step must be an int >= 0, got {value!r}")
                     restored[k] = int(value)
                     continue
-                host = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
+                if value is None or isinstance(value, (str, bytes, dict)):
+                    raise ValueError(f"{name}: parameter {key}: {k} must be an array, got {type(value).__name__}")
+                host = np.asarray(value.numpy() if isinstance(value, Tensor) else
+                                  value if isinstance(value, (np.ndarray, numbers.Number)) else Tensor(value).numpy())
                 if host.shape != p.shape:
                     raise ValueError(f"{name}: parameter {key}: {k} has shape {host.shape} in the state, "
                                      f"{p.shape} in the optimizer")
+                if host.dtype.kind != "f":
+                    raise TypeError(f"{name}: parameter {key}: {k} has dtype {host.dtype} in the state, expected a "
+                                    f"floating dtype (the parameter's is {p.dtype})")
                 restored[k] = p.backend.asarray(host, dtype=p.dtype)  # a new array: the saved one is not shared
             new_state[p] = restored
         # everything checked and converted: now change the optimizer

@@ -67,6 +67,7 @@ class SGD(Optimizer):
                 if p.grad is None:
                     continue
                 g, w = p.grad.data, p.data  # g is the user's gradient: read, never written
+                p._bump_version()  # p changes in place: a pending backward that saved p must refuse to run
                 work = None  # this step's one temporary for p, allocated by the first product
                 d = g
                 if weight_decay:  # d ← g + λ·p

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tinygrad_edu.ops.arithmetic import promote
 from tinygrad_edu.ops.broadcast import ones_vector
 from tinygrad_edu.tensor import Function, InputError, Tensor
 
@@ -47,7 +48,12 @@ class LinearFunction(Function):
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T + bias`` (``torch.nn.functional.linear``)."""
+    """``x @ weight.T + bias`` (``torch.nn.functional.linear``). Mixed dtypes follow the promotion rule of ``@``
+    (``tinygrad_edu.ops.arithmetic``); PyTorch requires one dtype here."""
+    if isinstance(x, Tensor) and isinstance(weight, Tensor) and (
+            x.dtype != weight.dtype or (bias is not None and getattr(bias, "dtype", None) != x.dtype)):
+        (x, weight, *rest), _, _ = promote("linear", (x, weight) + ((bias,) if bias is not None else ()))
+        bias = rest[0] if rest else None
     if bias is None:
         return LinearFunction.apply(x, weight)
     return LinearFunction.apply(x, weight, bias)

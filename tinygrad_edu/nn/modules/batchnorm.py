@@ -77,6 +77,9 @@ class _BatchNorm(Module):
             self.weight, self.bias, use_batch_stats, factor, self.eps,
         )
         if self.training and self.track_running_stats:  # after batch_norm: a rejected input changes nothing
+            for buffer in (self.running_mean, self.running_var):  # batch_norm updated them in place
+                if buffer is not None:
+                    buffer._bump_version()
             with no_grad():
                 self.num_batches_tracked.data = self.num_batches_tracked.data + 1
         return result

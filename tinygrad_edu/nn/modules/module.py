@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -184,26 +184,47 @@ class Module:
         state.update((name, b.numpy().copy()) for name, b in self.named_buffers())
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy values into the parameters and buffers, cast to their dtypes; every name and shape is checked before
-        anything is copied, so a bad state changes nothing."""
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Copy values into the parameters and buffers, cast to their dtypes, as ``torch.nn.Module.load_state_dict``.
+
+        ``strict=True``: the state must name exactly the module's parameters and buffers (``KeyError`` listing the
+        missing and unexpected keys). ``strict=False``: the names they share are loaded, the others ignored. Every
+        shape (``ValueError``) and dtype kind (``TypeError``: a floating tensor takes floating values, an integer
+        one integers, a boolean one booleans; widths are cast) is checked and every array converted before the
+        first assignment, so a bad state, or an error mid-way, changes nothing. Returns ``IncompatibleKeys``
+        ``(missing_keys, unexpected_keys)``.
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{where}: expected a dict of name -> array (a state_dict()), got {type(state).__name__}")
         targets = dict(self.named_parameters())
         targets.update(self.named_buffers())
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))
-        if missing or unexpected:
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        if strict and (missing or unexpected):
+            raise KeyError(f"{where}: missing keys {missing}, unexpected keys {unexpected}")
         arrays = {}
         for name, target in targets.items():
-            value = np.asarray(state[name].numpy() if isinstance(state[name], Tensor) else state[name])
+            if name not in state:
+                continue
+            value = state[name]
+            value = value.numpy() if isinstance(value, Tensor) else value
+            if isinstance(value, np.ndarray) or np.isscalar(value):
+                value = np.asarray(value)
+            else:  # a device array (CuPy, ...) or a list
+                value = Tensor(value).numpy()
             if value.shape != target.shape:
-                raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: {name} has shape {value.shape} in the state, "
-                    f"{target.shape} in the module"
-                )
-            arrays[name] = value.astype(target.dtype)
-        for name, target in targets.items():
-            target.data = target.backend.from_host(arrays[name].copy())
+                raise ValueError(f"{where}: {name} has shape {value.shape} in the state, {target.shape} in the module")
+            if _dtype_class(value.dtype) != _dtype_class(target.dtype):
+                raise TypeError(f"{where}: {name} has dtype {value.dtype} in the state, {target.dtype} in the module "
+                                f"(expected a {_dtype_class(target.dtype)} dtype)")
+            arrays[name] = value
+        # everything checked: convert (new device arrays; may fail, e.g. out of memory, before anything changed)
+        new_data = {name: targets[name].backend.from_host(value.astype(targets[name].dtype, copy=True))
+                    for name, value in arrays.items()}
+        for name, data in new_data.items():  # plain assignments: cannot fail half-way
+            targets[name].data = data
+        return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:
         return ""
@@ -216,6 +237,19 @@ class Module:
 
 
 # -- helpers of to() / half() / float() / double() -----------------------------------------------------------------
+class IncompatibleKeys(NamedTuple):
+    """What ``Module.load_state_dict`` returns, as PyTorch: the keys the state lacked and those it had in excess."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _dtype_class(dtype: Any) -> str:
+    """``"floating"``, ``"integer"``, ``"boolean"`` or ``"complex"``: dtypes of one class load into each other."""
+    kind = np.dtype(dtype).kind
+    return {"f": "floating", "i": "integer", "u": "integer", "b": "boolean", "c": "complex"}.get(kind, str(dtype))
+
+
 def _is_device(value: Any) -> bool:
     """True for a device string ("cpu", "cuda:1", ...); dtypes and dtype names are not."""
     if not isinstance(value, str):

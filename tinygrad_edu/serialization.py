@@ -1,0 +1,281 @@
+"""Checkpoints: ``save(obj, path)`` and ``load(path)``, PyTorch's names, without pickle.
+
+What can be saved: nested ``dict`` (``OrderedDict`` too; keys ``str``, ``int``, ``float``, ``bool`` or ``None``),
+``list`` and ``tuple`` of arrays (NumPy, or a device array: stored from a host copy), ``Tensor``/``Parameter``,
+NumPy scalars, and Python ``int``/``float``/``bool``/``str``/``None``. That covers ``module.state_dict()``,
+``optimizer.state_dict()``, ``amp.MasterWeights.state_dict()``, ``amp.GradScaler.state_dict()``,
+``get_rng_state()`` and the user's own counters::
+
+    tg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": tg.get_rng_state(),
+             "epoch": epoch}, "run.ckpt")
+    checkpoint = tg.load("run.ckpt")
+    model.load_state_dict(checkpoint["model"])
+
+**Format** (version 1). One ``.npz`` archive (``numpy.savez``, uncompressed; written to exactly ``path``, no
+extension is added) holding every array under a flat key ``a0``, ``a1``, ... and one entry ``__manifest__``: a
+UTF-8 JSON document stored as a uint8 array, ``{"format": "tinygrad_edu.checkpoint", "version": 1, "root":
+NODE}``, where a NODE is ``{"t": "dict", "ordered": bool, "items": [[KEY_NODE, NODE], ...]}``, ``{"t": "list" |
+"tuple", "items": [...]}``, ``{"t": "array" | "scalar" | "tensor" | "parameter", "key": "a0", "dtype": "float16",
+"shape": [...]}`` (a tensor also records ``requires_grad``), ``{"t": "int", "v": 3}`` (any size),
+``{"t": "float", "v": "0x1.8p+1"}`` (``float.hex``: exact, also for inf and NaN), ``{"t": "bool"}``,
+``{"t": "str"}`` or ``{"t": "none"}``. Arrays are read back with ``numpy.load(allow_pickle=False)``: loading a
+checkpoint runs no code. Object arrays cannot be saved.
+
+**Round trip**: arrays come back bit for bit (every dtype, NaN payloads and -0.0 included) as NumPy arrays;
+tensors come back as tensors (``Parameter`` as ``Parameter``) on ``map_location`` (default ``"cpu"``: PyTorch
+would use the saved device; a checkpoint here does not record devices, so it loads on a machine without GPU);
+dicts, lists, tuples and scalars come back as they were (``OrderedDict`` as ``OrderedDict``).
+
+**Atomic**: ``save`` writes a temporary file next to ``path`` (``.NAME.*.tmp``), flushes and fsyncs it, renames it
+onto ``path`` (``os.replace``, atomic) and fsyncs the directory. A failure at any point (an unsupported object, a
+full disk, a crash) leaves the previous checkpoint intact; a process killed mid-save may leave a ``.tmp`` file
+behind, never a half-written ``path``.
+
+**Errors**: ``TypeError`` for an object that cannot be saved (naming where it sits, e.g. ``obj['model'][2]``);
+``FileNotFoundError`` for a missing file; ``CheckpointError`` for a file that is truncated, corrupted, not a
+checkpoint, or of an unknown version.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import numbers
+import os
+import tempfile
+import zipfile
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CheckpointError", "FORMAT", "VERSION", "load", "save"]
+
+FORMAT = "tinygrad_edu.checkpoint"
+#: The version this code writes; ``load`` reads versions up to this one.
+VERSION = 1
+MANIFEST_KEY = "__manifest__"
+#: Array dtype kinds that ``numpy.load(allow_pickle=False)`` reads back exactly: bool, ints, floats, complex, strings.
+_ARRAY_KINDS = "biufcSU"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read: truncated, corrupted, not a checkpoint, or of an unknown version."""
+
+
+# -- saving ------------------------------------------------------------------------------------------------------------
+class _Encoder:
+    """Turns an object into a JSON-able manifest node and a flat dict of host arrays."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def _array_node(self, kind: str, host: np.ndarray, where: str) -> dict[str, Any]:
+        if host.dtype.kind not in _ARRAY_KINDS:
+            raise TypeError(f"save: {where} is an array with dtype {host.dtype} (object or structured arrays would need "
+                            f"pickle, which checkpoints never use); convert it to a numeric array")
+        key = f"a{len(self.arrays)}"
+        # a copy, so the saved values are those of this moment even if the caller changes the array during the write
+        self.arrays[key] = np.array(host, copy=True)
+        return {"t": kind, "key": key, "dtype": host.dtype.str, "shape": list(host.shape)}
+
+    def encode(self, obj: Any, where: str) -> dict[str, Any]:
+        from tinygrad_edu.nn.modules.module import Module, Parameter
+        from tinygrad_edu.tensor import Tensor, _backend_of
+
+        if obj is None:
+            return {"t": "none"}
+        if isinstance(obj, bool):
+            return {"t": "bool", "v": obj}
+        if isinstance(obj, np.generic):  # a NumPy scalar keeps its dtype
+            return self._array_node("scalar", np.asarray(obj), where)
+        if isinstance(obj, numbers.Integral):
+            return {"t": "int", "v": int(obj)}
+        if isinstance(obj, float):
+            return {"t": "float", "v": float(obj).hex()}
+        if isinstance(obj, str):
+            return {"t": "str", "v": obj}
+        if isinstance(obj, np.ndarray):
+            return self._array_node("array", obj, where)
+        if isinstance(obj, Tensor):
+            node = self._array_node("parameter" if isinstance(obj, Parameter) else "tensor", obj.numpy(), where)
+            node["requires_grad"] = bool(obj.requires_grad)
+            return node
+        if isinstance(obj, dict):
+            items = []
+            for key, value in obj.items():
+                if not (key is None or isinstance(key, (str, bool, int, float))):
+                    raise TypeError(f"save: {where} has a key {key!r} of type {type(key).__name__}; "
+                                    f"keys must be str, int, float, bool or None")
+                items.append([self.encode(key, where), self.encode(value, f"{where}[{key!r}]")])
+            return {"t": "dict", "ordered": isinstance(obj, OrderedDict), "items": items}
+        if isinstance(obj, (list, tuple)):
+            items = [self.encode(value, f"{where}[{i}]") for i, value in enumerate(obj)]
+            return {"t": "tuple" if isinstance(obj, tuple) else "list", "items": items}
+        backend = _backend_of(obj)
+        if backend is not None:  # a device array (CuPy, array_api_strict): its host copy
+            return self._array_node("array", backend.to_host(obj), where)
+        if isinstance(obj, Module):
+            raise TypeError(f"save: {where} is a {type(obj).__name__} module; save its state_dict() instead "
+                            f"(checkpoints hold values, not code)")
+        raise TypeError(f"save: cannot save {where} of type {type(obj).__name__}; supported: dict, list, tuple, "
+                        f"arrays, Tensors, int, float, bool, str, None")
+
+
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` to ``path`` atomically (see the module docstring for what ``obj`` may hold and the format).
+
+    Everything is converted first (an unsupported object raises ``TypeError`` before any file is touched), then
+    written to a temporary file in ``path``'s directory, flushed, fsynced and renamed onto ``path``. On any error
+    the temporary file is removed and ``path`` keeps its previous contents.
+    """
+    path = os.fspath(path)
+    encoder = _Encoder()
+    root = encoder.encode(obj, "obj")
+    manifest = json.dumps({"format": FORMAT, "version": VERSION, "root": root}, allow_nan=False)
+    arrays = dict(encoder.arrays)
+    arrays[MANIFEST_KEY] = np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path!r} is a directory; give a file name")
+    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                      delete=False)
+    try:
+        with tmp:
+            np.savez(tmp, allow_pickle=False, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+    except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
+        try:
+            os.unlink(tmp.name)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable: fsync the directory entry (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- loading -----------------------------------------------------------------------------------------------------------
+class _Decoder:
+    def __init__(self, path: str, arrays: dict[str, np.ndarray], map_location: str) -> None:
+        self.path, self.arrays, self.map_location = path, arrays, map_location
+
+    def fail(self, what: str) -> CheckpointError:
+        return CheckpointError(f"load: {self.path!r} is not a valid checkpoint: {what}")
+
+    def decode(self, node: Any) -> Any:
+        if not isinstance(node, dict) or not isinstance(node.get("t"), str):
+            raise self.fail(f"bad manifest node {node!r:.80}")
+        kind = node["t"]
+        try:
+            if kind == "none":
+                return None
+            if kind == "bool":
+                return bool(node["v"])
+            if kind == "int":
+                if not isinstance(node["v"], int):
+                    raise self.fail(f"int node holds {node['v']!r:.40}")
+                return int(node["v"])
+            if kind == "float":
+                return float.fromhex(node["v"])
+            if kind == "str":
+                return str(node["v"])
+            if kind in ("list", "tuple"):
+                items = [self.decode(item) for item in node["items"]]
+                return tuple(items) if kind == "tuple" else items
+            if kind == "dict":
+                pairs = [(self.decode(k), self.decode(v)) for k, v in node["items"]]
+                return OrderedDict(pairs) if node.get("ordered") else dict(pairs)
+            if kind in ("array", "scalar", "tensor", "parameter"):
+                return self.decode_array(node)
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise self.fail(f"bad {kind} node in the manifest ({type(error).__name__}: {error})") from None
+        raise self.fail(f"unknown node type {kind!r}")
+
+    def decode_array(self, node: dict[str, Any]) -> Any:
+        key = node["key"]
+        if key not in self.arrays:
+            raise self.fail(f"the manifest names an array {key!r} that the archive lacks")
+        array = self.arrays[key]
+        if array.dtype.str != node["dtype"] or list(array.shape) != list(node["shape"]):
+            raise self.fail(f"array {key!r} is {array.dtype.str} {list(array.shape)}, the manifest says "
+                            f"{node['dtype']} {node['shape']}")
+        kind = node["t"]
+        if kind == "array":
+            return array
+        if kind == "scalar":
+            return array[()]
+        from tinygrad_edu.nn.modules.module import Parameter
+        from tinygrad_edu.tensor import Tensor
+
+        tensor = Tensor(array, device=self.map_location)
+        if kind == "parameter":
+            return Parameter(tensor, requires_grad=bool(node.get("requires_grad", True)))
+        return tensor.requires_grad_(True) if node.get("requires_grad") else tensor
+
+
+def load(path: str | os.PathLike, map_location: str | None = None) -> Any:
+    """Read a checkpoint written by ``save``: the saved object, arrays as NumPy arrays, tensors on
+    ``map_location`` (a device string; default ``"cpu"``).
+
+    Uses ``numpy.load(allow_pickle=False)``: no code runs. Raises ``FileNotFoundError`` when ``path`` does not
+    exist, ``CheckpointError`` (naming the file) when it is truncated, corrupted, not a checkpoint, or was written
+    by a newer format version.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load: no checkpoint at {path!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"load: {path!r} is a directory, not a checkpoint file")
+    with open(path, "rb") as f:
+        data = f.read()  # one read: the file may be replaced by a concurrent save while we parse it
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
+        reason = str(error)
+        if "allow_pickle" in reason or "Object arrays" in reason:
+            reason = "it holds an object array, which would need pickle (refused: loading must run no code)"
+        raise CheckpointError(f"load: {path!r} is truncated, corrupted or not a checkpoint "
+                              f"({type(error).__name__}: {reason})") from None
+    if MANIFEST_KEY not in arrays:
+        raise CheckpointError(f"load: {path!r} has no {MANIFEST_KEY!r} entry: it is an .npz archive, but not a "
+                              f"tinygrad_edu checkpoint (numpy.load reads it)")
+    raw = arrays.pop(MANIFEST_KEY)
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"manifest is {raw.dtype} {raw.shape}, expected uint8 bytes")
+        manifest = json.loads(raw.tobytes().decode("utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("manifest is not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"load: {path!r} has a corrupted manifest ({error})") from None
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"load: {path!r} has a manifest of format {manifest.get('format')!r}, "
+                              f"expected {FORMAT!r}")
+    version = manifest.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise CheckpointError(f"load: {path!r} has format version {version!r}; this tinygrad_edu reads versions "
+                              f"1 to {VERSION} (upgrade tinygrad_edu to read newer checkpoints)")
+    if "root" not in manifest:
+        raise CheckpointError(f"load: {path!r} has a manifest without 'root'")
+    from tinygrad_edu.backend import canonical_device
+
+    device = canonical_device(map_location) if map_location is not None else "cpu"
+    return _Decoder(path, arrays, device).decode(manifest["root"])
