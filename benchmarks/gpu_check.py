@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the kernels of this checkout, installed or not
+
+from tinygrad_edu.benchmarks.suite import _cuda_ms  # noqa: E402  (CUDA-event timing, shared with `bench`)
 
 #: Peak memory bandwidth in GB/s of GPUs whose attributes do not give it (CUDA 13 dropped the memory clock).
 KNOWN_PEAK_GBS = {"H200": 4800, "H100 NVL": 3900, "H100 PCIe": 2000, "H100": 3350, "A100-SXM4-80GB": 2039,
@@ -69,20 +70,9 @@ def _peak_gbs(cupy, override):
     return float("nan"), "unknown (pass --peak-gbs)"
 
 
-def _time_ms(cupy, fn, repeats, warmup=3):
-    """Median milliseconds of fn() over `repeats` runs, each timed with CUDA events."""
-    for _ in range(warmup):
-        fn()
-    cupy.cuda.Device().synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, stop))
-    return statistics.median(times)
+def _time_ms(cupy, fn, repeats):
+    """Median milliseconds of fn() over `repeats` runs, each timed with CUDA events (3 warm-up calls)."""
+    return _cuda_ms(cupy, fn, repeats, warmup=3)
 
 
 def _header(cupy, peak, peak_source):
