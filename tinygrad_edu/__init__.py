@@ -10,7 +10,7 @@ import os as _os
 
 import numpy as _np
 
-from tinygrad_edu import amp, autograd, datasets
+from tinygrad_edu import amp, autograd, datasets, distributed
 from tinygrad_edu.autograd import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from tinygrad_edu.backend import (
     DeviceUnavailableError,
@@ -61,7 +61,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DeviceUnavailableError", "Function", "amp", "autograd", "detect_anomaly", "set_detect_anomaly",
     "is_anomaly_enabled", "AnomalyError", "InplaceModificationError", "GradcheckError", "InputError", "GradcheckReport", "NonDifferentiablePointError", "Tensor", "arange", "bool_", "cat", "check_gradients", "concatenate",
-    "cuda_is_available", "datasets", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck", "gradcheck_module",
+    "cuda_is_available", "datasets", "distributed", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck", "gradcheck_module",
     "int32", "int64", "is_grad_enabled", "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand",
     "randn", "set_default_device", "CheckpointError", "get_rng_state", "load", "save", "set_rng_state", "split", "stack", "where", "zeros", "zeros_like",
 ]

@@ -25,7 +25,18 @@ from tinygrad_edu import tensor as _tensor
 from tinygrad_edu.tensor import AnomalyError, Function, InplaceModificationError, is_grad_enabled, no_grad
 
 __all__ = ["AnomalyError", "Function", "InplaceModificationError", "detect_anomaly", "is_anomaly_enabled",
-           "is_grad_enabled", "no_grad", "set_detect_anomaly"]
+           "is_grad_enabled", "no_grad", "queue_callback", "set_detect_anomaly"]
+
+
+def queue_callback(callback) -> None:
+    """Run ``callback()`` once the backward pass now running has finished, after every gradient is in ``.grad``
+    (PyTorch's ``Variable._execution_engine.queue_callback``). Only an op's ``backward`` can call it: data-parallel
+    training queues its gradient all-reduce this way (``distributed.DistributedDataParallel``)."""
+    if _tensor._backward_callbacks is None:
+        raise RuntimeError("queue_callback: no backward pass is running; call it from a Function's backward")
+    if not callable(callback):
+        raise TypeError(f"queue_callback: expected a callable, got {type(callback).__name__}")
+    _tensor._backward_callbacks.append(callback)
 
 
 def is_anomaly_enabled() -> bool:

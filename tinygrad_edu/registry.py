@@ -45,6 +45,7 @@ import numpy as np
 
 import tinygrad_edu
 from tinygrad_edu import ops
+from tinygrad_edu.distributed.parallel import _GradientSink
 from tinygrad_edu.gradcheck import GradcheckReport, check_gradients
 from tinygrad_edu.nn import functional as F
 from tinygrad_edu.tensor import Function, Tensor, concatenate, maximum, minimum, split, stack, where
@@ -688,6 +689,15 @@ register(
     (F.BatchNormStagedFunction,),
     "the slides' node-by-node backward (training mode), affine, and not affine with eps 1e-3",
 )
+register(
+    "sync_batch_norm",
+    lambda x, w, b: (F.SyncBatchNormFunction.apply(x, w, b, running_mean=_running_stats(x)[0].data, momentum=0.2),
+                     F.SyncBatchNormFunction.apply(x)),
+    _batch_norm_inputs,
+    (F.SyncBatchNormFunction,),
+    "synchronized batchnorm in a world of one process (the all-reduces return their input); across 2 and 4 MPI "
+    "processes it is gradchecked in tests/test_distributed.py",
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -762,4 +772,17 @@ register(
     _one(_uniform),
     (F.LogSoftmaxFunction,),
     "along the last axis, the first, and the last of a transposed (non-contiguous) view; as softmax's",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data parallel
+# ----------------------------------------------------------------------------------------------------------------
+register(
+    "ddp_gradient_sink",
+    lambda x: _GradientSink.apply(x, reducer=None),
+    _one(_uniform),
+    (_GradientSink,),
+    "DistributedDataParallel's identity on the model's outputs (its backward queues the gradient all-reduce; "
+    "without a reducer, as here, it is the identity)",
 )

@@ -45,6 +45,7 @@ _grad_enabled = True
 _anomaly_enabled = False  # detect_anomaly() (tinygrad_edu.autograd): check every op's outputs and gradients
 _last_inplace = -1  # the creation number (from _sequence) of the latest in-place change of any tensor
 _sequence = itertools.count()  # creation numbers of recorded ops: backward runs them newest first
+_backward_callbacks: list | None = None  # while a backward runs: what queue_callback asked to run at its end
 
 
 class no_grad(contextlib.ContextDecorator):
@@ -438,6 +439,17 @@ class Tensor:
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
             self.grad = Tensor._wrap(upstream if self.grad is None else self.grad._data + upstream, self.backend)
             return
+        global _backward_callbacks
+        outer, _backward_callbacks = _backward_callbacks, []
+        try:
+            self._run_backward(upstream, retain_graph)
+            callbacks = _backward_callbacks
+        finally:
+            _backward_callbacks = outer
+        for callback in callbacks:  # queued by ops' backward (queue_callback): e.g. the data-parallel all-reduce
+            callback()
+
+    def _run_backward(self, upstream: Any, retain_graph: bool) -> None:
         # Walk the graph from the output, always taking next the op created last among those still to do (a heap
         # of creation numbers): every op that used a tensor was created after it, so by the time a tensor's turn
         # comes, all the gradient contributions it will receive have been added into grads[id(tensor)].

@@ -3,7 +3,7 @@
 from tinygrad_edu.nn import functional, init, utils
 from tinygrad_edu.nn.modules import Linear, Module, Parameter, ReLU, Sequential, Sigmoid, Tanh
 from tinygrad_edu.nn.modules.activation import ELU, CReLU, LeakyReLU, LogSoftmax, PReLU, Softmax
-from tinygrad_edu.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d
+from tinygrad_edu.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
 from tinygrad_edu.nn.modules.conv import Conv2d
 from tinygrad_edu.nn.modules.dropout import DropConnectLinear, Dropout, Dropout2d
 from tinygrad_edu.nn.modules.highway import Highway
@@ -20,7 +20,7 @@ from tinygrad_edu.nn.modules.residual import (
 __all__ = ["Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "functional", "init", "utils"]
 __all__ += ["CReLU", "ELU", "LeakyReLU", "Maxout", "PReLU"]
 __all__ += ["DropConnectLinear", "Dropout", "Dropout2d", "LayerNorm", "WeightNormLinear"]
-__all__ += ["BatchNorm1d", "BatchNorm2d"]
+__all__ += ["BatchNorm1d", "BatchNorm2d", "SyncBatchNorm"]
 __all__ += ["Conv2d"]
 __all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "Flatten", "Highway", "MaxPool2d", "ResidualBlock", "StochasticDepth",
             "expected_active_blocks", "survival_probabilities"]

@@ -25,6 +25,7 @@ from tinygrad_edu.nn.functional.max_pool2d import MaxPool2dFunction, max_pool2d
 from tinygrad_edu.nn.functional.maxout import MaxoutFunction, maxout
 from tinygrad_edu.nn.functional.prelu import PRelu, prelu
 from tinygrad_edu.nn.functional.softmax import SoftmaxFunction, softmax
+from tinygrad_edu.nn.functional.sync_batch_norm import SyncBatchNormFunction, sync_batch_norm
 from tinygrad_edu.nn.functional.weight_norm import WeightNormFunction, weight_norm
 from tinygrad_edu.ops import Relu
 from tinygrad_edu.tensor import Tensor
@@ -45,3 +46,4 @@ __all__ += ["Conv2dFunction", "conv2d"]
 __all__ += ["AvgPool2dFunction", "MaxPool2dFunction", "adaptive_avg_pool2d", "avg_pool2d", "global_avg_pool2d",
             "max_pool2d"]
 __all__ += ["LogSoftmaxFunction", "SoftmaxFunction", "log_softmax", "softmax"]
+__all__ += ["SyncBatchNormFunction", "sync_batch_norm"]

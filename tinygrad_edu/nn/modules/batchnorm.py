@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_edu.nn.functional.batch_norm import batch_norm
+from tinygrad_edu.nn.functional.sync_batch_norm import sync_batch_norm
 from tinygrad_edu.nn.modules.module import Module, Parameter
 from tinygrad_edu.tensor import InputError, Tensor, no_grad
 
@@ -70,11 +71,11 @@ class _BatchNorm(Module):
         if self.training and self.track_running_stats:
             if self.momentum is None:  # cumulative moving average: mean of the batch statistics so far
                 factor = 1.0 / (int(self.num_batches_tracked.item()) + 1)
-        result = batch_norm(
+        result = self._normalize(
             x,
             self.running_mean if not self.training or self.track_running_stats else None,
             self.running_var if not self.training or self.track_running_stats else None,
-            self.weight, self.bias, use_batch_stats, factor, self.eps,
+            use_batch_stats, factor,
         )
         if self.training and self.track_running_stats:  # after batch_norm: a rejected input changes nothing
             for buffer in (self.running_mean, self.running_var):  # batch_norm updated them in place
@@ -83,6 +84,9 @@ class _BatchNorm(Module):
             with no_grad():
                 self.num_batches_tracked.data = self.num_batches_tracked.data + 1
         return result
+
+    def _normalize(self, x: Tensor, running_mean, running_var, use_batch_stats: bool, factor: float) -> Tensor:
+        return batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum}, affine={self.affine}, "
@@ -103,3 +107,40 @@ class BatchNorm2d(_BatchNorm):
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 4:
             raise InputError(f"BatchNorm2d: expected 4-D input (N, C, H, W), got {x.shape}")
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalization whose training-mode statistics cover every process's batch, as ``torch.nn.SyncBatchNorm``
+    (``nn.functional.sync_batch_norm``): K processes with batches of B compute what one process with K·B computes.
+    Input (N, C, ...) of any number of axes ≥ 2. In evaluation mode, or in a world of one process, it is
+    ``BatchNorm``. ``SyncBatchNorm.convert_sync_batchnorm(model)`` swaps every BatchNorm1d/2d of a model for one.
+    """
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim < 2:
+            raise InputError(f"SyncBatchNorm: expected input (N, C, ...) with at least 2 axes, got {x.shape}")
+
+    def _normalize(self, x: Tensor, running_mean, running_var, use_batch_stats: bool, factor: float) -> Tensor:
+        if not use_batch_stats:
+            return super()._normalize(x, running_mean, running_var, use_batch_stats, factor)
+        return sync_batch_norm(x, running_mean, running_var, self.weight, self.bias, factor, self.eps)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module) -> Module:
+        """Return ``module`` with every ``BatchNorm1d``/``BatchNorm2d`` replaced by a ``SyncBatchNorm`` holding the
+        same parameters, buffers, settings and mode (the module itself when it is one)."""
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            converted = cls.__new__(cls)
+            Module.__init__(converted)
+            for name, value in vars(module).items():
+                if name not in ("_parameters", "_buffers", "_modules", "training"):
+                    object.__setattr__(converted, name, value)
+            converted._parameters.update(module._parameters)
+            converted._buffers.update(module._buffers)
+            converted.training = module.training
+            return converted
+        for name, child in list(module._modules.items()):
+            replacement = cls.convert_sync_batchnorm(child)
+            if replacement is not child:
+                setattr(module, name, replacement)
+        return module

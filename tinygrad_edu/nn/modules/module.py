@@ -46,15 +46,19 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        was_buffer = name in self._buffers
-        for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            target = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
-        elif was_buffer and (value is None or isinstance(value, Tensor)):
-            self._buffers[name] = value  # reassigning a buffer (running statistics) keeps it a buffer
+            target = self._modules
+        elif name in self._buffers and (value is None or isinstance(value, Tensor)):
+            target = self._buffers  # reassigning a buffer (running statistics) keeps it a buffer
+        else:
+            target = None
+        for registry in (self._parameters, self._buffers, self._modules):
+            if registry is not target:
+                registry.pop(name, None)
+        if target is not None:
+            target[name] = value  # a replaced entry keeps its place (Sequential's order)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:

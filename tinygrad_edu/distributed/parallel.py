@@ -1,0 +1,220 @@
+"""``DistributedDataParallel``: the same model in every process, each on its share of the mini-batch.
+
+The course's ``DataParallel`` (slides 169-172): split the mini-batch, run a replica of the model on each part,
+combine the gradients, and step every replica identically. Here each replica is a process (``mpirun -n K``):
+
+1. at construction, rank 0's parameters and buffers are broadcast, so every replica starts from the same weights;
+2. ``forward`` runs the local replica on the local batch (and, in training mode, first broadcasts rank 0's buffers,
+   such as batchnorm's running statistics, as PyTorch does);
+3. when ``loss.backward()`` has put every local gradient into ``.grad``, the gradients are summed over the processes
+   and divided by their number, in **buckets**: the parameters, in reverse order (the order backward produces them),
+   are packed into flat arrays of at most ``bucket_cap_mb`` megabytes, one all-reduce each, instead of one call per
+   parameter (each call costs a latency; one flat buffer costs it once). float16 gradients are reduced in float32.
+
+Why the average is right: with loss ℓ = (1/K) Σ_k ℓ_k, where ℓ_k is the mean loss of replica k over its B samples,
+∂ℓ/∂θ = (1/K) Σ_k ∂ℓ_k/∂θ, which is the mean loss over all K·B samples, as one process on the whole batch computes
+(unless a layer mixes samples: batchnorm; see ``nn.SyncBatchNorm``). Every replica then takes the same optimizer
+step from the same weights with the same gradient, so they stay identical without sending weights again.
+
+How the all-reduce runs at the end of backward: ``forward`` passes the outputs through ``_GradientSink``, an identity
+whose backward asks the engine (``autograd.queue_callback``) to call the reducer once the whole backward pass is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.autograd import queue_callback
+from tinygrad_edu.distributed import process_group as pg
+from tinygrad_edu.nn.modules.module import Module
+from tinygrad_edu.tensor import Function, Tensor, is_grad_enabled, no_grad
+
+
+class _GradientSink(Function):
+    """Identity. Its backward queues the gradient all-reduce to run when the backward pass ends."""
+
+    @staticmethod
+    def forward(ctx, x, *, reducer):
+        ctx.reducer = reducer
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.reducer is not None:
+            ctx.reducer.queue()
+        return grad
+
+
+class _Bucket:
+    """Parameters whose gradients travel together in one flat array of ``dtype`` (float32 for float16 ones)."""
+
+    def __init__(self, params: list[Tensor], dtype: np.dtype) -> None:
+        self.params, self.dtype = params, dtype
+        sizes = [p.numel() for p in params]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        self.nbytes = self.offsets[-1] * dtype.itemsize
+
+
+class _Reducer:
+    """Packs the gradients into buckets, all-reduces each, and unpacks the averages into ``.grad``."""
+
+    def __init__(self, params: list[Tensor], cap_bytes: int) -> None:
+        self.backend = params[0].backend
+        self.buckets: list[_Bucket] = []
+        by_dtype: dict[np.dtype, list[Tensor]] = {}
+        for p in reversed(params):  # backward produces the last layers' gradients first
+            by_dtype.setdefault(np.dtype(p.dtype), []).append(p)
+        for dtype, group in by_dtype.items():
+            wire = np.dtype(np.float32) if dtype == np.float16 else dtype
+            bucket: list[Tensor] = []
+            for p in group:
+                if bucket and (sum(q.numel() for q in bucket) + p.numel()) * wire.itemsize > cap_bytes:
+                    self.buckets.append(_Bucket(bucket, wire))
+                    bucket = []
+                bucket.append(p)
+            self.buckets.append(_Bucket(bucket, wire))
+        self.queued = False
+        self.stats = {"reductions": 0, "calls": 0, "bytes": 0, "seconds": 0.0}
+
+    def queue(self) -> None:
+        if not self.queued:  # once per backward pass, however many outputs carried the sink
+            self.queued = True
+            queue_callback(self.reduce)
+
+    def reduce(self) -> None:
+        self.queued = False
+        start = time.perf_counter()
+        xp, size = self.backend.xp, pg.get_world_size()
+        for bucket in self.buckets:
+            # a parameter without a gradient on this process (unused here) contributes zeros, so that every
+            # process makes the same calls and gets the same average
+            flat = xp.concat([xp.reshape(xp.astype(p.grad.data, bucket.dtype), (-1,)) if p.grad is not None
+                              else xp.zeros(p.numel(), dtype=bucket.dtype) for p in bucket.params])
+            flat = pg.all_reduce_array(self.backend, flat, "sum")
+            flat = flat * (1 / size) if size > 1 else flat
+            for p, start_at, end in zip(bucket.params, bucket.offsets, bucket.offsets[1:]):
+                grad = xp.reshape(flat[start_at:end], p.shape)
+                p.grad = Tensor._wrap(grad if grad.dtype == p.data.dtype else xp.astype(grad, p.data.dtype),
+                                      self.backend)
+            self.stats["calls"] += 1
+            self.stats["bytes"] += bucket.nbytes
+        self.stats["reductions"] += 1
+        if self.backend.name.startswith("cuda"):  # count the GPU's time too, not only the launches
+            import cupy
+
+            cupy.cuda.get_current_stream().synchronize()
+        self.stats["seconds"] += time.perf_counter() - start
+
+
+def _broadcast_flat(tensors: list[Tensor], src: int = 0) -> None:
+    """Give every process ``src``'s values of ``tensors``: one broadcast per dtype, of their values packed flat."""
+    by_dtype: dict[np.dtype, list[Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(np.dtype(t.dtype), []).append(t)
+    for group in by_dtype.values():
+        backend = group[0].backend
+        xp = backend.xp
+        flat = pg.broadcast_array(backend, xp.concat([xp.reshape(t.data, (-1,)) for t in group]), src)
+        at = 0
+        with no_grad():
+            for t in group:
+                n = t.numel()
+                t.data = xp.reshape(flat[at:at + n], t.shape)
+                at += n
+
+
+class DistributedDataParallel(Module):
+    """Data-parallel training of ``module`` across the processes of the group, as
+    ``torch.nn.parallel.DistributedDataParallel``.
+
+    ``broadcast_buffers``: in training mode, rank 0's buffers (running statistics) overwrite the others' before each
+    forward. ``bucket_cap_mb``: the largest flat gradient array of one all-reduce. ``device_ids`` is accepted for
+    PyTorch's signature: the module's own device is used. After ``backward``, ``.grad`` holds the average over the
+    processes of their gradients. The parameters' names gain the prefix ``module.``, as in PyTorch.
+
+    ``reducer_stats`` counts the all-reduces, their bytes and the seconds spent in them (for benchmarks).
+    """
+
+    def __init__(self, module: Module, device_ids: Any = None, broadcast_buffers: bool = True,
+                 bucket_cap_mb: float = 25.0) -> None:
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(f"DistributedDataParallel: expected a Module, got {type(module).__name__}")
+        if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
+            raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be a positive number, got {bucket_cap_mb!r}")
+        pg._group()  # raises if init_process_group was not called
+        tensors = module._unique_tensors()
+        params = [t for t in tensors if t.requires_grad]
+        if not params:
+            raise ValueError("DistributedDataParallel: the module has no parameter that requires a gradient")
+        devices = sorted({t.device for t in tensors})
+        if len(devices) > 1:
+            raise RuntimeError(f"DistributedDataParallel: the module's tensors are on several devices "
+                               f"({', '.join(devices)}); move the module to one with .to(device)")
+        _check_same_model(module)
+        self.module = module
+        self.broadcast_buffers, self.bucket_cap_mb = bool(broadcast_buffers), float(bucket_cap_mb)
+        self._buffers_to_sync = [t for t in tensors if not t.requires_grad]
+        _broadcast_flat(tensors)  # every replica starts from rank 0's weights and buffers
+        self._reducer = _Reducer(params, int(self.bucket_cap_mb * 2**20))
+        self.require_backward_grad_sync = True
+
+    @property
+    def reducer_stats(self) -> dict[str, Any]:
+        return self._reducer.stats
+
+    @property
+    def buckets(self) -> list[list[Tensor]]:
+        """The parameters of each all-reduce, in the order they run."""
+        return [bucket.params for bucket in self._reducer.buckets]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.training and self.broadcast_buffers and self._buffers_to_sync:
+            _broadcast_flat(self._buffers_to_sync)
+        out = self.module(*args, **kwargs)
+        if not (is_grad_enabled() and self.require_backward_grad_sync):
+            return out
+        return _map_tensors(out, lambda t: _GradientSink.apply(t, reducer=self._reducer) if t.requires_grad else t)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Inside, backward accumulates local gradients without the all-reduce (gradient accumulation): the next
+        backward outside reduces the accumulated sum, as in PyTorch."""
+        previous, self.require_backward_grad_sync = self.require_backward_grad_sync, False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = previous
+
+    def extra_repr(self) -> str:
+        return (f"world_size={pg.get_world_size()}, buckets={len(self._reducer.buckets)}, "
+                f"bucket_cap_mb={self.bucket_cap_mb:g}, broadcast_buffers={self.broadcast_buffers}")
+
+
+def _map_tensors(out: Any, fn: Any) -> Any:
+    if isinstance(out, Tensor):
+        return fn(out)
+    if isinstance(out, (tuple, list)):
+        return type(out)(_map_tensors(o, fn) for o in out)
+    if isinstance(out, dict):
+        return {k: _map_tensors(v, fn) for k, v in out.items()}
+    return out
+
+
+def _check_same_model(module: Module) -> None:
+    """Every process must wrap the same architecture: compare names, shapes and dtypes with rank 0's, and raise on
+    every process (not only the odd one, which would leave the others waiting in a collective forever)."""
+    mine = [(name, tuple(t.shape), str(t.dtype)) for name, t in
+            [*module.named_parameters(), *module.named_buffers()] if t is not None]
+    theirs = pg.broadcast_object(mine, 0)
+    differs = pg._group().all_reduce(np.array([int(mine != theirs)], dtype=np.int64), "max")
+    if differs[0]:
+        first = next((f"{a} here, {b} on rank 0" for a, b in zip(mine, theirs) if a != b),
+                     f"{len(mine)} tensors here, {len(theirs)} on rank 0")
+        raise RuntimeError(f"DistributedDataParallel: the processes wrap different models (rank {pg.get_rank()}: "
+                           f"{first}); every process must build the same module")

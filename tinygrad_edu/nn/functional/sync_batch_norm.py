@@ -1,0 +1,125 @@
+"""Synchronized batch normalization: K processes with batches of B normalize as one process with a batch of K·B.
+
+In data-parallel training each process sees only its own B samples. Plain batchnorm then normalizes with per-process
+statistics (the default: cheap, and for large B nearly the same). ``SyncBatchNormFunction`` instead all-reduces the
+few per-channel sums it needs, so that every process uses the statistics of the whole K·B batch:
+
+    forward:   Σ x and the count M, summed over the processes        ->  μ            (C + 1 values)
+               Σ (x - μ)², summed over the processes                 ->  σ²           (C values)
+    backward:  Σ dy and Σ dy·x̂, summed over the processes            ->  dx           (2C values)
+
+The forward sends the sum of squares about the global mean, in a second small all-reduce, rather than Σ x² in the
+first: σ² = Σx²/M - μ² cancels catastrophically when |μ| ≫ σ (the test of this file shows it), the two-pass form
+does not. Each process's sums are taken in float32 (float16 input) or its own dtype, and sent in float64.
+
+Backward, for replica k with upstream gradient dy (its own loss), x̂ = (x - μ)/σ̃ and the global sums:
+
+    dx = γ/σ̃ · (dy - Σ_all dy / M - x̂ · Σ_all dy x̂ / M)          (BatchNormFunction's closed form, global sums)
+    dγ = Σ_local dy x̂          dβ = Σ_local dy                        (local: DistributedDataParallel averages them)
+
+Why this is the gradient of one process on K·B samples: that process's loss is ℓ = (1/K) Σ_k ℓ_k, so its upstream
+gradient is dy/K and its dx is the line above divided by K. Each replica's dx is K times its share; the gradients of
+the layers below are then K times theirs, and DistributedDataParallel's average over K processes divides it out.
+dγ and dβ: (1/K) Σ_k of the local sums is exactly Σ_all dy x̂ / K. So K replicas step exactly as one process would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_edu.nn.functional.batch_norm import (
+    BatchNormFunction,
+    _cast,
+    _channel_sum,
+    _check_inputs,
+    _compute_dtype,
+    _count,
+    _data,
+    _per_channel,
+)
+from tinygrad_edu.tensor import Function, InputError, Tensor
+
+
+def _all_reduce(ctx, *vectors):
+    """Sum 1-D arrays over the processes, packed into one all-reduce of float64; returns them, summed, in float64."""
+    from tinygrad_edu.distributed import process_group as pg
+
+    xp = ctx.xp
+    packed = pg.all_reduce_array(ctx.backend, xp.concat([xp.astype(v, xp.float64) for v in vectors]), "sum")
+    bounds = [0]
+    for v in vectors:
+        bounds.append(bounds[-1] + v.shape[0])
+    return [packed[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+class SyncBatchNormFunction(Function):
+    """Training-mode batch normalization with statistics over every process of the group (see the module text).
+
+    Saved for backward: x̂ (float32 for float16 x), inv_std (C), gamma (or None), and the global count M."""
+
+    @staticmethod
+    def forward(ctx, x, weight=None, bias=None, *, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
+        xp = ctx.xp
+        dtype = _compute_dtype(ctx, x)
+        xc = _cast(xp, x, dtype)
+        total, count = _all_reduce(ctx, _channel_sum(ctx, xc), ctx.backend.asarray([float(_count(x))], np.float64))
+        M = int(count[0])  # the values per channel in all processes' batches together
+        if M == 1:
+            raise InputError(f"sync_batch_norm: Expected more than 1 value per channel when training, got {M} over "
+                             f"all processes (input size {tuple(x.shape)} here)")
+        mean = _cast(xp, total / M, dtype)
+        x_hat = xc - _per_channel(xp, mean, x)  # centered on the global mean
+        (sum_sq,) = _all_reduce(ctx, _channel_sum(ctx, x_hat * x_hat))
+        var = _cast(xp, sum_sq / M, dtype)  # biased, over all M values
+        inv_std = 1 / xp.sqrt(var + eps)
+        x_hat *= _per_channel(xp, inv_std, x)
+        gamma = None if weight is None else _cast(xp, weight, dtype)
+        y = x_hat * _per_channel(xp, gamma, x) if gamma is not None else xp.asarray(x_hat, copy=True)
+        if bias is not None:
+            y += _per_channel(xp, _cast(xp, bias, dtype), x)
+        ctx.save_for_backward(x_hat, inv_std, gamma)
+        ctx.M, ctx.dtypes = M, (x.dtype, None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+        if running_mean is not None:  # every process updates with the same global statistics
+            running_mean *= 1 - momentum
+            running_mean += _cast(xp, momentum * mean, running_mean.dtype)
+        if running_var is not None:
+            running_var *= 1 - momentum
+            running_var += _cast(xp, (momentum * M / (M - 1)) * var, running_var.dtype)
+        return _cast(xp, y, x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        xp = ctx.xp
+        x_hat, inv_std, gamma = ctx.saved_tensors
+        M, (x_dtype, weight_dtype, bias_dtype) = ctx.M, ctx.dtypes
+        dy = _cast(xp, dy, x_hat.dtype)
+        sum_dy = _channel_sum(ctx, dy)  # local: dβ
+        sum_dy_x_hat = _channel_sum(ctx, dy * x_hat)  # local: dγ
+        all_dy, all_dy_x_hat = (_cast(xp, s, x_hat.dtype) for s in _all_reduce(ctx, sum_dy, sum_dy_x_hat))
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = x_hat * _per_channel(xp, all_dy_x_hat / -M, x_hat)
+            dx += dy
+            dx -= _per_channel(xp, all_dy / M, x_hat)
+            dx *= _per_channel(xp, inv_std if gamma is None else gamma * inv_std, x_hat)
+            dx = _cast(xp, dx, x_dtype)
+        d_gamma = None if weight_dtype is None else _cast(xp, sum_dy_x_hat, weight_dtype)
+        d_beta = None if bias_dtype is None else _cast(xp, sum_dy, bias_dtype)
+        return dx, d_gamma, d_beta
+
+
+def sync_batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002
+                    weight: Tensor | None = None, bias: Tensor | None = None, momentum: float = 0.1,
+                    eps: float = 1e-5) -> Tensor:
+    """Training-mode batch normalization with the statistics of every process's batch together (the group of
+    ``tinygrad_edu.distributed``); the running statistics, when given, are updated in place with them. In a world
+    of one process (or before ``init_process_group``) this is ``batch_norm(..., training=True)``."""
+    from tinygrad_edu.distributed import process_group as pg
+
+    _check_inputs("sync_batch_norm", input, weight, bias, eps, running_mean, running_var)
+    function = SyncBatchNormFunction if pg.is_initialized() and pg.get_world_size() > 1 else BatchNormFunction
+    if function is BatchNormFunction and _count(input) == 1:
+        raise InputError(f"sync_batch_norm: Expected more than 1 value per channel when training, got input size "
+                         f"{input.shape}")
+    return function.apply(input, weight, bias, running_mean=_data(running_mean), running_var=_data(running_var),
+                          momentum=float(momentum), eps=float(eps))
