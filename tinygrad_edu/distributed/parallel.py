@@ -93,8 +93,9 @@ class _Reducer:
         for bucket in self.buckets:
             # a parameter without a gradient on this process (unused here) contributes zeros, so that every
             # process makes the same calls and gets the same average
-            flat = xp.concat([xp.reshape(xp.astype(p.grad.data, bucket.dtype), (-1,)) if p.grad is not None
-                              else xp.zeros(p.numel(), dtype=bucket.dtype) for p in bucket.params])
+            dtype = self.backend.dtype(bucket.dtype)
+            flat = xp.concat([xp.reshape(xp.astype(p.grad.data, dtype), (-1,)) if p.grad is not None
+                              else xp.zeros(p.numel(), dtype=dtype) for p in bucket.params])
             flat = pg.all_reduce_array(self.backend, flat, "sum")
             flat = flat * (1 / size) if size > 1 else flat
             for p, start_at, end in zip(bucket.params, bucket.offsets, bucket.offsets[1:]):
