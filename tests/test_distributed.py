@@ -125,10 +125,11 @@ def test_data_parallel_on_the_strict_device_goes_through_the_host(tmp_path):
 
 
 @needs_mpi
-@pytest.mark.parametrize(("processes", "shape"), [(2, (3, 2)), (2, (2, 3, 4)), (2, (2, 2, 3, 3)), (4, (2, 3))])
+@pytest.mark.parametrize(("processes", "shape"), [(2, (3, 2)), (2, (2, 3, 4)), (2, (2, 2, 3, 3)), (4, (2, 3)), (2, (1, 2))])
 def test_sync_batch_norm_gradient_across_processes_against_finite_differences(tmp_path, processes, shape):
     """L = Σ_r <u_r, SyncBN(x_r)> with a random upstream u_r per process; rank r holds B + r samples (uneven
-    batches), with mean ≈ 1000 and std 2 (where Σx²/M - μ² would lose every digit in float32). Each dx_r, dγ and
+    batches; rank 0 holds a single sample in the last case, which only the other's samples make valid), with mean
+    ≈ 1000 and std 2 (where Σx²/M - μ² would lose every digit in float32). Each dx_r, dγ and
     dβ against central differences in float64; the forward, in float64 and in float32, against BatchNorm on all
     samples together."""
     mpirun(processes, "gradcheck", "--shape", *map(str, shape), "--out", str(tmp_path))

@@ -11,6 +11,7 @@ import pytest
 
 import tinygrad_edu as tg
 import tinygrad_edu.nn.functional as F
+from tinygrad_edu import distributed as dist
 from tinygrad_edu import nn, optim
 from tinygrad_edu.amp import GradScaler
 
@@ -67,6 +68,15 @@ def _scaler_setup(dtype=np.float32):
     x = tg.Tensor(np.ones((1, 2), dtype))
     scaler.scale(model(x).sum()).backward()
     return scaler, opt
+
+
+def _in_group(call):
+    """Run ``call`` inside an initialized process group (a world of one), and leave the group afterwards."""
+    dist.init_process_group()
+    try:
+        call()
+    finally:
+        dist.destroy_process_group()
 
 
 def _unscale_twice():
@@ -228,6 +238,14 @@ EXAMPLES = {
     "state-dict-shape": lambda _: nn.Linear(2, 2).load_state_dict(
         {"weight": np.ones((3, 2), np.float32), "bias": np.ones(2, np.float32)}),
     "optimizer-state-shape": lambda _: _optimizer_state_shape(),
+    "dist-uninitialized": lambda _: dist.DistributedDataParallel(nn.Linear(2, 2)),
+    "dist-init-twice": lambda _: _in_group(dist.init_process_group),
+    "dist-backend": lambda _: dist.init_process_group("gloo"),
+    "dist-op": lambda _: dist.all_reduce(f32(2), op="mean"),
+    "ddp-bucket-cap": lambda _: _in_group(lambda: dist.DistributedDataParallel(nn.Linear(2, 2), bucket_cap_mb=0)),
+    "sampler-rank": lambda _: dist.DistributedSampler(10, num_replicas=2, rank=2),
+    "sync-bn-batch1": lambda _: F.sync_batch_norm(f32(1, 3), None, None),
+    "queue-callback": lambda _: tg.autograd.queue_callback(print),
     "rng-state": lambda _: tg.set_rng_state({}),
 }
 

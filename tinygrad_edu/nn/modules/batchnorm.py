@@ -64,7 +64,7 @@ class _BatchNorm(Module):
             raise InputError(f"{type(self).__name__}({self.num_features}): expected {self.num_features} channels on "
                              f"axis 1 of the input, got shape {x.shape}")
         use_batch_stats = self.training or self.running_mean is None
-        if use_batch_stats and x.numel() == x.shape[1]:
+        if use_batch_stats and x.numel() == x.shape[1] and self._batch_is_local():
             raise InputError(f"{type(self).__name__}: Expected more than 1 value per channel when training, got input "
                              f"size {x.shape}")
         factor = 0.0 if self.momentum is None else self.momentum
@@ -84,6 +84,10 @@ class _BatchNorm(Module):
             with no_grad():
                 self.num_batches_tracked.data = self.num_batches_tracked.data + 1
         return result
+
+    def _batch_is_local(self) -> bool:
+        """True when the batch statistics come from this process's batch alone."""
+        return True
 
     def _normalize(self, x: Tensor, running_mean, running_var, use_batch_stats: bool, factor: float) -> Tensor:
         return batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps)
@@ -119,6 +123,11 @@ class SyncBatchNorm(_BatchNorm):
     def _check_input(self, x: Tensor) -> None:
         if x.ndim < 2:
             raise InputError(f"SyncBatchNorm: expected input (N, C, ...) with at least 2 axes, got {x.shape}")
+
+    def _batch_is_local(self) -> bool:  # with other processes, one sample here is fine (sync_batch_norm checks M)
+        from tinygrad_edu.distributed import process_group as pg
+
+        return pg.get_world_size() == 1
 
     def _normalize(self, x: Tensor, running_mean, running_var, use_batch_stats: bool, factor: float) -> Tensor:
         if not use_batch_stats:
