@@ -458,3 +458,16 @@ def test_the_example_prints_once_and_sync_bn_on_two_processes_matches_one_proces
     assert len(two) == 1 and two[0].startswith("2 process(es) x batch 50: test accuracy ")
     assert two[0].split("test accuracy ")[1][:5] == one[0].split("test accuracy ")[1][:5]
     assert float(one[0].split("test accuracy ")[1][:5]) > 0.9
+
+
+@needs_mpi
+def test_a_failed_save_on_rank_zero_is_raised_on_every_process(tmp_path):
+    (tmp_path / "a directory").mkdir()
+    code = ("import sys\nfrom tinygrad_edu import distributed as dist\ndist.init_process_group()\n"
+            "try:\n    dist.save({'w': 1}, sys.argv[1] + '/a directory')\nexcept Exception as exc:\n"
+            "    open(f'{sys.argv[1]}/rank{dist.get_rank()}.txt', 'w').write(f'{type(exc).__name__} {exc}')\n")
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rank0.txt").read_text().startswith("IsADirectoryError save: ")
+    assert (tmp_path / "rank1.txt").read_text().startswith("RuntimeError save failed on rank 0: IsADirectoryError: ")

@@ -4,7 +4,8 @@
     tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
                        [--depth D] [--width W] [--device cpu|cuda] [--precision fp32|mixed16] [--epochs N]
                        [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
-                       [--save FILE] [--no-progress]
+                       [--save FILE] [--no-progress] [--distributed [--sync-bn]]
+    mpirun -n K tinygrad-edu train --distributed ...      (data parallel over K processes)
     tinygrad-edu bench [--quick] [--repeats R] [--only mlp batchnorm conv2d fp16 cuda] [--no-torch]
 
 ``train`` is a thin layer over ``tinygrad_edu.train`` (the model, the loop, checkpoints, plots); ``bench`` over
@@ -18,6 +19,7 @@ check failed, 2 a usage error (argparse's, an unknown name, a device that is not
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -262,6 +264,33 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", metavar="FILE", default=None,
                         help="save the trained weights as .npz (the model's state_dict; FP32 masters for mixed16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data parallel over the processes of an MPI launcher (mpirun -n K tinygrad-edu train "
+                             "--distributed): --batch-size is per process; needs mpi4py "
+                             "(pip install 'tinygrad_edu[distributed]')")
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="with --distributed and --norm batch: batchnorm statistics over every process's batch "
+                             "(SyncBatchNorm), as one process with the whole K x B batch")
+
+
+#: the environment variables that set the threads of NumPy's BLAS (OpenBLAS, MKL) and of OpenMP
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _one_blas_thread_per_process(main_process: bool) -> None:
+    """K processes whose BLAS each starts a thread per core oversubscribe the machine (on 2 cores, 2 processes ran
+    the default net several times slower): unless the environment chooses, each process gets one BLAS thread, as
+    PyTorch's launcher sets OMP_NUM_THREADS=1. threadpoolctl sets it in a running process; without it, say how."""
+    if any(name in os.environ for name in BLAS_THREAD_VARIABLES):
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if main_process:
+            print(f"{PROG} train: each process's BLAS may use every core, which oversubscribes the machine; run "
+                  f"with OPENBLAS_NUM_THREADS=1 (or pip install threadpoolctl)", file=sys.stderr)
+        return
+    threadpool_limits(1, user_api="blas")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -270,11 +299,17 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from tinygrad_edu import train as t
 
+    if args.sync_bn and not args.distributed:
+        return _usage_error("train", "--sync-bn needs --distributed (it shares batchnorm's statistics between the "
+                            "processes of a data-parallel run)")
+    if args.sync_bn and args.norm != "batch":
+        return _usage_error("train", f"--sync-bn needs --norm batch (there is no batchnorm to synchronize with "
+                            f"--norm {args.norm})")
     try:
         config = t.TrainConfig(dataset=args.dataset, norm=args.norm, activation=args.activation, dropout=args.dropout,
                                depth=args.depth, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
                                lr=args.lr, schedule=args.schedule, seed=args.seed, device=args.device,
-                               precision=args.precision)
+                               precision=args.precision, distributed=args.distributed, sync_bn=args.sync_bn)
     except ValueError as exc:
         return _usage_error("train", str(exc))
     try:
@@ -307,21 +342,47 @@ def _run_train(args: argparse.Namespace) -> int:
         except ImportError:
             return _usage_error("train", "the progress bar needs tqdm (pip install tqdm), or pass --no-progress")
 
+    main_process = True  # the process that prints, plots and saves: rank 0 when distributed
+    if config.distributed:
+        from tinygrad_edu import distributed as dist
+
+        if not dist.is_initialized():
+            try:  # the same choice as train(): NCCL between GPUs, MPI on the CPU
+                dist.init_process_group("nccl" if config.device == "cuda" else "mpi")
+            except (RuntimeError, DeviceUnavailableError, ImportError) as exc:
+                return _usage_error("train", f"--distributed: {exc}")
+        main_process = dist.is_main_process()
+        if dist.get_world_size() == 1:
+            print(f"{PROG} train: --distributed runs as 1 process (started without an MPI launcher); for K "
+                  f"processes: mpirun -n K {PROG} train --distributed", file=sys.stderr)
+        elif config.device == "cpu":
+            _one_blas_thread_per_process(main_process)
+
     start = time.perf_counter()
     history = t.train(config, progress=not args.no_progress)
     if args.save is not None:
-        t.save_checkpoint(args.save, history["state_dict"])
-        print(f"saved {len(history['state_dict'])} arrays (the model's state_dict) to {args.save}")
-    if args.plot is not None:
+        if config.distributed:
+            t.save_checkpoint_from_rank0(args.save, history["state_dict"])
+        else:
+            t.save_checkpoint(args.save, history["state_dict"])
+        if main_process:
+            print(f"saved {len(history['state_dict'])} arrays (the model's state_dict) to {args.save}")
+    if args.plot is not None and main_process:
         t.plot_history(history, args.plot)
         print(f"saved loss and accuracy curves to {args.plot}")
+    if not main_process:
+        return EXIT_OK
+    timing = f"{time.perf_counter() - start:.1f} s"
+    if config.distributed:  # K processes x batch B, and the share of the time spent averaging gradients
+        world_size, share = history["world_size"], history["allreduce_seconds"] / history["seconds"]
+        timing = (f"{world_size} process{'' if world_size == 1 else 'es'} x batch {config.batch_size}, {timing}, "
+                  f"all-reduce {share:.0%}")
     extra = ""
     if config.precision == "mixed16":
         skipped = history["skipped_steps"]
         extra = f"; loss scale {history['loss_scale']:g}, {skipped} skipped step{'' if skipped == 1 else 's'}"
     print(f"train accuracy {history['train_accuracy'][-1]:.3f}  test accuracy {history['test_accuracy'][-1]:.3f}  "
-          f"({config.dataset}, {config.epochs} epochs, {time.perf_counter() - start:.1f} s, {config.device}, "
-          f"{config.precision}{extra})")
+          f"({config.dataset}, {config.epochs} epochs, {timing}, {config.device}, {config.precision}{extra})")
     return EXIT_OK
 
 
@@ -341,8 +402,16 @@ COMMANDS["train"] = Command(
         The progress bar (stderr) counts steps and shows the last epoch's loss and accuracies (evaluation mode, on
         the whole training and test sets). The last line of stdout reads
           train accuracy A  test accuracy B  (DATASET, N epochs, T s, DEVICE, PRECISION)
+        Data parallel: mpirun -n K tinygrad-edu train --distributed [--sync-bn] runs K processes, each on every
+        K-th sample of the epoch's permutation in batches of --batch-size (one step: K x B samples); they average
+        their gradients after each backward pass; on the CPU each process's BLAS runs on one thread unless
+        OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS is set. Rank 0 alone prints, plots and saves; its
+        last line reads
+          train accuracy A  test accuracy B  (DATASET, N epochs, K processes x batch B, T s, all-reduce P%, ...)
+        where P is the share of the time spent in the gradient all-reduce (waiting for the slowest process included).
         Exit status: 0 done, 2 usage error (bad option, no GPU for --device cuda, --save or --plot to a path that
-        cannot be written, a missing optional package), reported before training starts."""),
+        cannot be written, a missing optional package such as mpi4py for --distributed under an MPI launcher),
+        reported before training starts."""),
 )
 
 

@@ -19,6 +19,16 @@ Linear by ``Maxout(in, W, pieces=2)`` (the max of two affine maps already is the
 (normalization layers stay float32), the optimizer steps the FP32 masters, ``amp.GradScaler`` scales the loss
 (dynamic), and the loss is computed in float32 from the float16 logits. On the CPU the float16 matrix products run
 the CPU float16 kernel (``kernels/matmul_cpu.py``: float32 accumulation), on CUDA cuBLAS / our kernels.
+
+``--distributed`` (``mpirun -n K tinygrad-edu train --distributed``): data-parallel training over K processes
+(``tinygrad_edu.distributed``; MPI on the CPU, NCCL with ``--device cuda``, one GPU per process). Every process builds
+the same model, ``DistributedDataParallel`` averages the gradients after each backward pass, and each process trains
+on its share of every epoch's permutation (``DistributedSampler``): ``batch_size`` is per process, as in PyTorch, so
+one step sees K·``batch_size`` samples, and step t of K processes of batch B takes the samples that step t of one
+process of batch K·B takes. BatchNorm normalizes each process's own batch unless ``--sync-bn`` (``SyncBatchNorm``:
+statistics of the whole K·B batch, so that, when K divides the training set and no process is left a last batch of
+one sample, the run matches the single process of batch K·B up to round-off). Every process evaluates the whole data
+sets with rank 0's running statistics; only rank 0 prints, plots and saves.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from tinygrad_edu import amp, datasets, nn
-from tinygrad_edu.backend import get_backend, manual_seed
+from tinygrad_edu import distributed as dist
+from tinygrad_edu.backend import get_backend, get_default_device, manual_seed
 from tinygrad_edu.nn import functional as F
 from tinygrad_edu.optim import SGD, lr_scheduler
 from tinygrad_edu.tensor import Tensor, no_grad
@@ -70,6 +81,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     precision: str = "fp32"
+    distributed: bool = False  # data parallel over the processes of an MPI launcher (see the module docstring)
+    sync_bn: bool = False  # with distributed: SyncBatchNorm, batch statistics over every process's batch
 
     def __post_init__(self) -> None:
         for name, valid in (("dataset", DATASETS), ("norm", NORMS), ("activation", ACTIVATIONS),
@@ -89,6 +102,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig: lr must be a positive number, got {self.lr!r}")
+        if self.sync_bn and not self.distributed:
+            raise ValueError("TrainConfig: sync_bn=True needs distributed=True (it shares batchnorm's statistics "
+                             "between the processes of a data-parallel run)")
+        if self.sync_bn and self.norm != "batch":
+            raise ValueError(f"TrainConfig: sync_bn=True needs norm='batch' (there is no batchnorm to synchronize); "
+                             f"got norm={self.norm!r}")
 
 
 def load_data(dataset: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -200,6 +219,16 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, half: bool = False, batch_s
     return total_loss / n, correct / n
 
 
+def _join_process_group(config: TrainConfig) -> str:
+    """For ``config.distributed``: join the launcher's processes (or reuse the group already joined) and return the
+    device this process trains on (with NCCL, the GPU ``init_process_group`` gave it)."""
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if config.device == "cuda" else "mpi")
+    if config.device == "cuda" and get_default_device().startswith("cuda"):
+        return get_default_device()  # "cuda:<local rank modulo the GPU count>"
+    return config.device
+
+
 def train(config: TrainConfig | None = None, progress: bool = False, **overrides: Any) -> dict[str, Any]:
     """Train the MLP of ``config`` (a ``TrainConfig``; keyword overrides allowed) and return its history.
 
@@ -208,17 +237,26 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
     evaluation mode (batchnorm's running statistics, no dropout). With ``progress=True`` a tqdm bar on stderr counts
     the steps and shows the last epoch's loss and accuracies.
 
+    ``distributed=True``: data parallel over the processes the MPI launcher started (see the module docstring);
+    every process must call ``train`` with the same config. Each takes every K-th sample of the permutation
+    (``DistributedSampler``) in minibatches of ``batch_size``; only rank 0 shows the progress bar.
+
     Returns a dict: ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (one value per epoch),
-    ``seconds`` (training time, evaluation included), ``config`` (as a dict), ``model`` (the trained
-    ``nn.Sequential``), ``master`` (the ``amp.MasterWeights`` for mixed16, else None), ``state_dict`` (what
-    ``--save`` writes: the model's state, FP32 master values for mixed16) and, for mixed16, ``loss_scale`` and
-    ``skipped_steps`` (steps the GradScaler skipped for inf/NaN gradients).
+    ``seconds`` (training time, evaluation included), ``config`` (as a dict, with ``world_size`` and
+    ``global_batch_size`` = world_size x batch_size added), ``world_size`` and ``global_batch_size`` again,
+    ``model`` (the trained ``nn.Sequential``, not wrapped), ``master`` (the ``amp.MasterWeights`` for mixed16, else
+    None), ``state_dict`` (what ``--save`` writes: the model's state, FP32 master values for mixed16); for mixed16,
+    ``loss_scale`` and ``skipped_steps`` (steps the GradScaler skipped for inf/NaN gradients); when distributed,
+    ``allreduce_seconds`` (time in the gradient all-reduce, waiting for the slowest process included).
     """
     config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
-    backend = get_backend(config.device)  # raises DeviceUnavailableError before any work
+    device = _join_process_group(config) if config.distributed else config.device
+    backend = get_backend(device)  # raises DeviceUnavailableError before any work
     device = backend.name  # "cpu", "cuda:0"
     half = config.precision == "mixed16"
-    manual_seed(config.seed)
+    world_size = dist.get_world_size() if config.distributed else 1
+    main_process = dist.is_main_process() if config.distributed else True
+    manual_seed(config.seed)  # every process builds the same model (DistributedDataParallel sends rank 0's anyway)
     x_train_np, y_train_np, x_test_np, y_test_np = load_data(config.dataset, config.seed)
     num_classes = int(max(y_train_np.max(), y_test_np.max())) + 1
     x_train, y_train = Tensor(x_train_np, device=device), Tensor(y_train_np, device=device)
@@ -227,36 +265,53 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
     model = build_model(x_train_np.shape[1], num_classes, config.depth, config.width, config.norm,
                         config.activation, config.dropout, device=device)
     master = amp.MasterWeights(model) if half else None
+    if config.sync_bn:  # after MasterWeights, which keeps BatchNorm1d in float32; the parameters stay the same
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # the training steps call ``net``: the model itself, or the model wrapped to average gradients across processes
+    ddp = dist.DistributedDataParallel(model) if config.distributed else None
+    net = ddp if ddp is not None else model
+    if ddp is not None and dist.get_rank() > 0:  # each process its own dropout masks (rank 0 keeps the usual stream)
+        manual_seed(config.seed + dist.get_rank())
     optimizer = SGD(master.parameters() if half else model.parameters(), lr=config.lr, momentum=config.momentum)
-    scaler = amp.GradScaler(enabled=half)
+    scaler = amp.GradScaler(enabled=half)  # distributed: every process sees the same averaged gradients, so all skip
     # cosine: η from lr down to 0 over the run, one value per epoch (one cycle of SGDR, no restart)
     scheduler = lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.epochs) \
         if config.schedule == "cosine" else None
 
     n = len(x_train_np)
-    # batchnorm cannot normalize a batch of one sample (PyTorch raises): a last batch of one is left out
-    last = n if config.norm != "batch" or n % config.batch_size != 1 else n - 1
+    sampler = dist.DistributedSampler(n, seed=config.seed, shuffle=True) if config.distributed else None
+    per_process = len(sampler) if sampler is not None else n  # samples this process trains on per epoch
+    # batchnorm cannot normalize a batch of one sample (PyTorch raises): a last batch of one is left out (of each
+    # process's share when distributed: every process has as many samples, so all take the same number of steps)
+    last = per_process - 1 if config.norm == "batch" and per_process % config.batch_size == 1 else per_process
     steps_per_epoch = math.ceil(last / config.batch_size)
+    # batchnorm's running statistics (its step counter is the same on every process)
+    running_stats = [b for _, b in model.named_buffers() if b is not None and b.dtype.kind == "f"]
     history: dict[str, Any] = {key: [] for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
     skipped = 0
     bar = None
-    if progress:
+    if progress and main_process:
         from tqdm.auto import tqdm
 
+        processes = f" x{world_size}" if config.distributed else ""
         bar = tqdm(total=config.epochs * steps_per_epoch, unit="step", dynamic_ncols=True, leave=True,
-                   desc=f"{config.dataset} {config.device} {config.precision}")
+                   desc=f"{config.dataset} {config.device}{processes} {config.precision}")
     start = time.perf_counter()
     try:
         for epoch in range(config.epochs):
-            model.train()
-            order = np.random.default_rng(config.seed + epoch).permutation(n)
+            net.train()
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+                order = sampler.indices()  # positions rank, rank + K, rank + 2K, ... of the epoch's permutation
+            else:
+                order = np.random.default_rng(config.seed + epoch).permutation(n)
             for first in range(0, last, config.batch_size):
                 rows = order[first : min(first + config.batch_size, last)]
                 xb, yb = Tensor(x_train_np[rows], device=device), Tensor(y_train_np[rows], device=device)
                 optimizer.zero_grad()
                 if half:  # float16 overflows while the scale is too large are expected: that step is skipped
                     with np.errstate(over="ignore", invalid="ignore"):
-                        loss = F.cross_entropy(_forward(model, xb, half), yb)
+                        loss = F.cross_entropy(_forward(net, xb, half), yb)
                         scaler.scale(loss).backward()
                     master.copy_grads_to_master()
                     scale = scaler.get_scale()
@@ -265,13 +320,16 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
                     skipped += scaler.get_scale() < scale
                     master.copy_master_to_model()
                 else:
-                    loss = F.cross_entropy(model(xb), yb)
-                    loss.backward()
+                    loss = F.cross_entropy(net(xb), yb)
+                    loss.backward()  # distributed: .grad then holds the average over the processes
                     optimizer.step()
                 if bar is not None:
                     bar.update(1)
             if scheduler is not None:
                 scheduler.step()
+            if world_size > 1:  # evaluate with rank 0's running statistics, as the next training forward would
+                for buffer in running_stats:
+                    dist.broadcast(buffer, src=0)
             for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
                 split_loss, split_accuracy = evaluate(model, x, y, half)
                 history[f"{split}_loss"].append(split_loss)
@@ -284,12 +342,21 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
         if bar is not None:
             bar.close()
     history["seconds"] = time.perf_counter() - start
-    history["config"] = asdict(config)
+    history["world_size"], history["global_batch_size"] = world_size, world_size * config.batch_size
+    history["config"] = {**asdict(config), "world_size": world_size, "global_batch_size": world_size * config.batch_size}
     history["model"], history["master"] = model, master
     history["state_dict"] = master.state_dict() if half else model.state_dict()
     if half:
         history["loss_scale"], history["skipped_steps"] = scaler.get_scale(), skipped
+    if ddp is not None:
+        history["allreduce_seconds"] = ddp.reducer_stats["seconds"]
     return history
+
+
+def save_checkpoint_from_rank0(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
+    """``save_checkpoint`` in a data-parallel run: rank 0 writes the file, the other processes wait until it is
+    complete, and raise rank 0's error too if it failed (rather than carry on, or wait forever)."""
+    dist.run_on_main_process(save_checkpoint, path, state)
 
 
 def plot_history(history: dict[str, Any], path: str | os.PathLike) -> None:
@@ -319,4 +386,5 @@ def plot_history(history: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 __all__ = ["ACTIVATIONS", "DATASETS", "NORMS", "PRECISIONS", "TrainConfig", "build_model", "check_writable",
-           "evaluate", "load_checkpoint", "load_data", "plot_history", "save_checkpoint", "train"]
+           "evaluate", "load_checkpoint", "load_data", "plot_history", "save_checkpoint", "save_checkpoint_from_rank0",
+           "train"]

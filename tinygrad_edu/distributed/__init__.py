@@ -40,6 +40,7 @@ from tinygrad_edu.distributed.process_group import (
     is_initialized,
     is_main_process,
     log,
+    run_on_main_process,
     save,
 )
 from tinygrad_edu.distributed.sampler import DistributedSampler
@@ -48,5 +49,5 @@ __all__ = [
     "Communicator", "DistributedDataParallel", "DistributedSampler", "LocalCommunicator", "MPICommunicator",
     "NCCLCommunicator", "all_reduce", "barrier", "broadcast", "broadcast_object", "destroy_process_group",
     "get_backend", "get_local_rank", "get_rank", "get_world_size", "init_process_group", "is_available",
-    "is_initialized", "is_main_process", "launched_by_mpi", "log", "save",
+    "is_initialized", "is_main_process", "launched_by_mpi", "log", "run_on_main_process", "save",
 ]

@@ -120,6 +120,8 @@ class MPICommunicator(Communicator):
     @staticmethod
     def _host(array: Any) -> tuple[np.ndarray, Any]:
         """A contiguous NumPy buffer for MPI, and how to give the result back (in place when it can be)."""
+        if isinstance(array, np.generic):  # a NumPy scalar (0-d results): a 0-d array MPI can write into
+            array = np.array(array)
         if not isinstance(array, np.ndarray):
             raise TypeError(f"MPICommunicator: expected a NumPy array, got {type(array).__name__} (process_group "
                             f"copies device arrays to the host first)")

@@ -190,19 +190,27 @@ def log(*args: Any, **kwargs: Any) -> None:
         builtins.print(*args, **kwargs)
 
 
-def save(obj: Any, path: Any) -> None:
-    """Write a checkpoint from rank 0 only (``tinygrad_edu.save``: atomic). Every process must call it: the others
-    wait for rank 0's word that the file is complete (or for its error, which they raise too)."""
-    from tinygrad_edu.serialization import save as save_file
-
-    error = None
+def run_on_main_process(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``function`` on rank 0 only (writing a file, say); every process must call this. The others wait for
+    rank 0 to finish and raise a ``RuntimeError`` with rank 0's error if it failed, rather than carry on or wait
+    forever. Returns rank 0's result on rank 0, None elsewhere."""
+    result, error = None, None
     if is_main_process():
         try:
-            save_file(obj, path)
-        except Exception as exc:  # noqa: BLE001 - sent to the other ranks, then raised on rank 0
+            result = function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - told to the other ranks, then raised on rank 0
             error = exc
     failed = broadcast_object(None if error is None else f"{type(error).__name__}: {error}", 0)
     if error is not None:
         raise error
     if failed is not None:
-        raise RuntimeError(f"distributed.save: rank 0 failed to write {path}: {failed}")
+        raise RuntimeError(f"{getattr(function, '__name__', 'function')} failed on rank 0: {failed}")
+    return result
+
+
+def save(obj: Any, path: Any) -> None:
+    """Write a checkpoint from rank 0 only (``tinygrad_edu.save``: atomic). Every process must call it: the others
+    wait for rank 0's word that the file is complete (or for its error, which they raise too)."""
+    from tinygrad_edu.serialization import save as save_file
+
+    run_on_main_process(save_file, obj, path)
