@@ -22,11 +22,11 @@ from tinygrad_edu.benchmarks import bench_mlp_step
 
 import tinygrad_edu
 
-NAMES = ("mlp", "batchnorm", "conv2d", "fp16", "cuda")
+NAMES = ("mlp", "batchnorm", "conv2d", "fp16", "cuda", "ddp")
 
-#: settings per mode: (mlp configs, batchnorm shapes, conv2d configs, fp16 sizes, cuda n)
-QUICK = dict(mlp=("a", "b"), batchnorm=[(100, 32)], conv2d=("a",), fp16=(256,), cuda=1024)
-FULL = dict(mlp=("a", "b"), batchnorm=None, conv2d=("a", "b"), fp16=(1024,), cuda=4096)
+#: settings per mode: (mlp configs, batchnorm shapes, conv2d configs, fp16 sizes, cuda n, ddp: "quick"/"default")
+QUICK = dict(mlp=("a", "b"), batchnorm=[(100, 32)], conv2d=("a",), fp16=(256,), cuda=1024, ddp="quick")
+FULL = dict(mlp=("a", "b"), batchnorm=None, conv2d=("a", "b"), fp16=(1024,), cuda=4096, ddp="default")
 
 
 def _cupy():
@@ -110,7 +110,7 @@ def _ms(value: float) -> str:
 def main(quick: bool = False, repeats: int | None = None, only: list[str] | None = None, use_torch: bool = True) -> int:
     """Run the selected benchmarks, print the header and the table; returns 0 (targets missed are shown as NO:
     a noisy shared machine is not an error), or 1 when a benchmark failed (its agreement check, or it raised)."""
-    from tinygrad_edu.benchmarks import bench_batchnorm, bench_conv2d, bench_fp16_matmul
+    from tinygrad_edu.benchmarks import bench_batchnorm, bench_conv2d, bench_distributed, bench_fp16_matmul
 
     settings = QUICK if quick else FULL
     repeats = repeats or (1 if quick else 5)
@@ -130,6 +130,8 @@ def main(quick: bool = False, repeats: int | None = None, only: list[str] | None
         "conv2d": lambda: bench_conv2d.suite_rows(repeats, torch, settings["conv2d"]),
         "fp16": lambda: bench_fp16_matmul.suite_rows(max(repeats, 3), torch, settings["fp16"]),
         "cuda": lambda: cuda_rows(cupy, settings["cuda"], max(repeats, 5)) if cupy is not None else [],
+        # launches its own MPI processes (mpiexec); no rows where mpi4py or the launcher is missing
+        "ddp": lambda: bench_distributed.suite_rows(repeats, torch, getattr(bench_distributed, settings["ddp"].upper())),
     }
     rows: list[dict] = []
     failures = []

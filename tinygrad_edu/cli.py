@@ -6,7 +6,7 @@
                        [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
                        [--save FILE] [--no-progress] [--distributed [--sync-bn]]
     mpirun -n K tinygrad-edu train --distributed ...      (data parallel over K processes)
-    tinygrad-edu bench [--quick] [--repeats R] [--only mlp batchnorm conv2d fp16 cuda] [--no-torch]
+    tinygrad-edu bench [--quick] [--repeats R] [--only mlp batchnorm conv2d fp16 cuda ddp] [--no-torch]
 
 ``train`` is a thin layer over ``tinygrad_edu.train`` (the model, the loop, checkpoints, plots); ``bench`` over
 ``tinygrad_edu.benchmarks.suite`` (the ``benchmarks/`` folder, installed as a subpackage).
@@ -423,8 +423,9 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
                         help="small sizes and one short timing block each (seconds; for tests, not for numbers)")
     parser.add_argument("--repeats", type=_positive_int, default=None,
                         help="timed blocks per implementation (default: 5, or 1 with --quick)")
-    parser.add_argument("--only", nargs="+", choices=("mlp", "batchnorm", "conv2d", "fp16", "cuda"), default=None,
-                        metavar="NAME", help="run only these: mlp, batchnorm, conv2d, fp16, cuda (default: all)")
+    parser.add_argument("--only", nargs="+", choices=("mlp", "batchnorm", "conv2d", "fp16", "cuda", "ddp"),
+                        default=None, metavar="NAME",
+                        help="run only these: mlp, batchnorm, conv2d, fp16, cuda, ddp (default: all)")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch rows even if it is installed")
 
 
