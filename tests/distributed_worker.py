@@ -3,6 +3,7 @@
     python tests/distributed_worker.py train --norm sync --out DIR              # under mpiexec: data parallel
     python tests/distributed_worker.py reference --replicas K --norm sync --out DIR   # one process, batch K·B
     python tests/distributed_worker.py gradcheck --out DIR                      # SyncBN's gradient across processes
+    python tests/distributed_worker.py features --out DIR                       # no_sync, unused parameters, float16
 
 ``train`` and ``reference`` train the same small MLP on the same data for the same steps. Data parallel: each of K
 processes takes its share of every global batch (DistributedSampler) and batch B. Reference: one process takes the
@@ -191,9 +192,61 @@ def run_gradcheck(args) -> None:
                    "float32_error": float32_error}, f)
 
 
+class Heads(nn.Module):
+    """A shared body, a head every process uses, and a head only rank 0 uses (``extra=True``)."""
+
+    def __init__(self, dtype) -> None:
+        super().__init__()
+        self.body, self.head, self.extra = nn.Linear(4, 6), nn.Linear(6, 2), nn.Linear(6, 2)
+        self.to(dtype=dtype)
+
+    def forward(self, x, extra: bool = False):
+        h = self.body(x).relu()
+        return self.head(h) + self.extra(h) if extra else self.head(h)
+
+
+def run_features(args) -> None:
+    """Gradient accumulation with no_sync, a parameter only rank 0 uses, float16 gradients: every process checks
+    its averaged gradients against the mean, over the ranks, of a plain model's gradients on each rank's data."""
+    dist.init_process_group()
+    rank, size = dist.get_rank(), dist.get_world_size()
+    errors = {}
+    for dtype in (np.float32, np.float16):
+        tg.manual_seed(5)
+        ddp = dist.DistributedDataParallel(Heads(dtype))
+        plain = Heads(dtype)
+        plain.load_state_dict(ddp.module.state_dict())
+
+        def data(r, step, dtype=dtype):
+            return tg.Tensor(np.random.default_rng(100 * r + step).normal(size=(3, 4)).astype(dtype))
+
+        with ddp.no_sync():  # micro-batch 1: local accumulation only
+            ddp(data(rank, 1)).float().sum().backward()
+        ddp(data(rank, 2), extra=rank == 0).float().sum().backward()  # micro-batch 2: reduces the sum of both
+        expected: dict[str, np.ndarray] = {}
+        for r in range(size):  # what each rank accumulated, recomputed here from its data
+            plain.zero_grad()
+            plain(data(r, 1)).float().sum().backward()
+            plain(data(r, 2), extra=r == 0).float().sum().backward()
+            for name, p in plain.named_parameters():
+                g = np.zeros(p.shape) if p.grad is None else p.grad.numpy().astype(np.float64)
+                expected[name] = expected.get(name, 0) + g / size
+        worst = 0.0
+        for name, p in ddp.module.named_parameters():
+            # the mean, rounded once to the gradient's dtype (for 2 processes the reducer's float32 sum and halving
+            # round exactly once too, so the two agree exactly)
+            worst = max(worst, float(np.max(np.abs(p.grad.numpy() - expected[name].astype(dtype)))))
+            assert p.grad.dtype == dtype, (name, p.grad.dtype)
+        errors[np.dtype(dtype).name] = worst
+        errors[f"{np.dtype(dtype).name}_extra_grad_norm"] = float(np.abs(ddp.module.extra.weight.grad.numpy()).sum())
+        errors[f"{np.dtype(dtype).name}_reductions"] = ddp.reducer_stats["reductions"]
+    with open(os.path.join(args.out, f"features{rank}.json"), "w") as f:
+        json.dump(errors, f)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("train", "reference", "gradcheck"))
+    parser.add_argument("mode", choices=("train", "reference", "gradcheck", "features"))
     parser.add_argument("--norm", choices=("none", "local", "sync"), default="sync")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
@@ -205,7 +258,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--shape", type=int, nargs="+", default=[3, 2])
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    {"train": run_train, "reference": run_reference, "gradcheck": run_gradcheck}[args.mode](args)
+    {"train": run_train, "reference": run_reference, "gradcheck": run_gradcheck,
+     "features": run_features}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -18,19 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_distributed import MPIEXEC, load, needs_mpi
 
 from tinygrad_edu import cli, train
-from tinygrad_edu import distributed as dist
 from tinygrad_edu.distributed import DistributedSampler
 from tinygrad_edu.distributed import process_group as pg
 from tinygrad_edu.distributed.communicator import LAUNCHER_VARIABLES
 from tinygrad_edu.tensor import Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
-MPIEXEC = dist.find_mpiexec()
-needs_mpi = pytest.mark.skipif(MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
-                               reason="needs mpi4py and an MPI launcher (mpiexec) on PATH: "
-                                      "pip install 'tinygrad_edu[distributed]'")
 
 #: small and fast: the course's disc problem with a 2-hidden-layer net of width 16, 3 epochs
 SMALL = ("--dataset", "disc", "--depth", "2", "--width", "16", "--epochs", "3", "--seed", "1", "--no-progress")
@@ -60,11 +56,6 @@ def final_line(result: subprocess.CompletedProcess) -> dict:
     return dict(train=float(train_acc), test=float(test_acc), epochs=int(epochs),
                 processes=None if processes is None else int(processes), batch=None if batch is None else int(batch),
                 allreduce=None if allreduce is None else int(allreduce), precision=precision)
-
-
-def load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {name: data[name] for name in data.files}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -109,8 +109,46 @@ def test_default_bucket_packs_every_gradient_into_one_all_reduce(tmp_path):
     info = json.loads((tmp_path / "rank0.json").read_text())
     assert info["buckets"] == [6]
     assert info["stats"]["calls"] == info["stats"]["reductions"] == len(info["losses"])
-    floats = (5 * 12 + 12) + (12 * 12 + 12) + (12 * 3 + 3)
+    floats = (5 * 12 + 12) + (12 * 12 + 12) + (12 * 3 + 3) + 6  # the gradients, and one count per parameter
     assert info["stats"]["bytes"] == info["stats"]["reductions"] * floats * 4
+
+
+@needs_mpi
+def test_no_sync_a_parameter_only_one_process_uses_and_float16_gradients_across_processes(tmp_path):
+    """Two micro-batches, the first under no_sync, the second reducing the accumulated sum; a head only rank 0
+    uses (the others send zeros: its average is half of rank 0's gradient); float32 and float16 models. Each
+    averaged gradient equals the mean over the ranks of a plain model's gradients, rounded once: exactly."""
+    mpirun(2, "features", "--out", str(tmp_path))
+    for rank in range(2):
+        result = json.loads((tmp_path / f"features{rank}.json").read_text())
+        assert result["float32"] == 0.0 and result["float16"] == 0.0, result
+        assert result["float32_extra_grad_norm"] > 1.0 and result["float16_reductions"] == 1, result
+
+
+@needs_mpi
+def test_an_exception_in_one_process_aborts_all_instead_of_leaving_them_waiting():
+    code = ("import tinygrad_edu as tg\nfrom tinygrad_edu import distributed as dist\ndist.init_process_group()\n"
+            "if dist.get_rank() == 1:\n    raise ValueError('planted on rank 1')\n"
+            "dist.all_reduce(tg.Tensor([1.0]))\n")
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    assert "ValueError: planted on rank 1" in done.stderr
+
+
+@needs_mpi
+def test_sync_batch_norm_in_evaluation_mode_does_not_communicate(tmp_path):
+    """Without running statistics, evaluation normalizes with the batch's own, locally (as PyTorch): rank 0 may
+    evaluate alone. (Were it to all-reduce, rank 0 would wait for rank 1 forever.)"""
+    code = ("import sys, numpy as np, tinygrad_edu as tg\nfrom tinygrad_edu import distributed as dist, nn\n"
+            "dist.init_process_group()\nbn = nn.SyncBatchNorm(3, track_running_stats=False).eval()\n"
+            "if dist.get_rank() == 0:\n    y = bn(tg.Tensor(np.arange(12.0).reshape(4, 3)))\n"
+            "    np.save(sys.argv[1], y.numpy())\ndist.barrier()\n")
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", code, str(tmp_path / "y.npy")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    x = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5), rtol=1e-6)
 
 
 @needs_mpi
@@ -237,7 +275,7 @@ def test_buckets_follow_the_cap_in_reverse_order_and_float16_travels_as_float32(
     assert half.module.weight.grad.dtype == np.float16
 
 
-def test_an_unused_parameter_gets_a_zero_gradient_so_every_process_makes_the_same_calls(world):
+def test_a_parameter_no_process_used_keeps_no_gradient(world):
     class TwoHeads(nn.Module):
         def __init__(self):
             super().__init__()
@@ -248,10 +286,38 @@ def test_an_unused_parameter_gets_a_zero_gradient_so_every_process_makes_the_sam
 
     ddp = dist.DistributedDataParallel(TwoHeads())
     ddp(tg.Tensor(np.ones((3, 2), np.float32))).sum().backward()
-    np.testing.assert_array_equal(ddp.module.unused.weight.grad.numpy(), np.zeros((2, 2)))
+    assert ddp.module.unused.weight.grad is None and ddp.module.used.weight.grad is not None
 
 
-def test_sync_batch_norm_in_a_world_of_one_is_batch_norm(world):
+def test_a_backward_that_raised_does_not_stop_later_reductions(world):
+    class Fails(tg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise FloatingPointError("planted")
+
+    class FailsFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.fail = nn.Linear(2, 2), True
+
+        def forward(self, x):
+            return self.linear(Fails.apply(x) if self.fail else x)
+
+    ddp = dist.DistributedDataParallel(FailsFirst())
+    x = tg.Tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    with pytest.raises(FloatingPointError, match="planted"):
+        ddp(x).sum().backward()  # backward runs the sink (queues the reduction), then Fails raises
+    assert ddp.reducer_stats["reductions"] == 0
+    ddp.module.fail = False
+    ddp(x).sum().backward()
+    assert ddp.reducer_stats["reductions"] == 1
+
+
+def test_sync_batch_norm_module_in_a_world_of_one_is_batch_norm(world):
     rng = np.random.default_rng(1)
     for shape in [(5, 3), (4, 3, 6), (2, 3, 4, 4)]:
         x = rng.normal(size=shape)
@@ -280,10 +346,12 @@ def test_convert_sync_batchnorm_keeps_the_order_the_parameters_and_the_state():
     assert "SyncBatchNorm(8, eps=1e-05" in repr(model)
 
 
-def test_the_registry_entry_of_sync_batch_norm_gradchecks_in_a_world_of_one():
-    x = tg.Tensor(np.random.default_rng(2).normal(size=(4, 3)), requires_grad=True)
+def test_sync_batch_norm_function_gradchecks_in_a_world_of_one():
+    """The Function itself (F.sync_batch_norm would pick BatchNormFunction for one process), large mean included."""
+    x = tg.Tensor(np.random.default_rng(2).normal(size=(4, 3, 2)) + 1000.0, requires_grad=True)
     w = tg.Tensor(np.array([0.5, 1.0, 1.5]), requires_grad=True)
-    assert tg.gradcheck(lambda x, w: F.sync_batch_norm(x, None, None, w), (x, w))
+    b = tg.Tensor(np.array([0.1, -0.2, 0.3]), requires_grad=True)
+    assert tg.gradcheck(lambda x, w, b: F.SyncBatchNormFunction.apply(x, w, b), (x, w, b))
 
 
 @given(n=st.integers(0, 60), replicas=st.integers(1, 6), shuffle=st.booleans(), drop_last=st.booleans(),

@@ -38,8 +38,10 @@ def test_nccl_communicator_of_one_rank_reduces_and_broadcasts_in_place():
         comm.all_reduce(cupy.ones(3, dtype=cupy.complex64))
 
 
-def test_ddp_and_sync_batch_norm_on_the_gpu_through_nccl_match_the_cpu(tmp_path):
-    """A world of one process on backend='nccl' (cuda:0): the training equals the CPU reference."""
+def test_training_on_backend_nccl_in_a_world_of_one_matches_the_cpu(tmp_path):
+    """init_process_group('nccl') alone: the default device becomes cuda:0, DistributedDataParallel and SyncBatchNorm
+    run on the GPU (their all-reduces are the identity in a world of one, so NCCL carries no data here: the test
+    above and the one-process-per-GPU test below do), and the training equals the CPU reference."""
     command = [sys.executable, str(WORKER), "train", "--backend", "nccl", "--norm", "sync", "--dtype", "float64",
                "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -346,11 +346,10 @@ def _run_train(args: argparse.Namespace) -> int:
     if config.distributed:
         from tinygrad_edu import distributed as dist
 
-        if not dist.is_initialized():
-            try:  # the same choice as train(): NCCL between GPUs, MPI on the CPU
-                dist.init_process_group("nccl" if config.device == "cuda" else "mpi")
-            except (RuntimeError, DeviceUnavailableError, ImportError) as exc:
-                return _usage_error("train", f"--distributed: {exc}")
+        try:  # as train() will: NCCL between GPUs, MPI on the CPU
+            t.join_process_group(config)
+        except (RuntimeError, DeviceUnavailableError, ImportError) as exc:
+            return _usage_error("train", f"--distributed: {exc}")
         main_process = dist.is_main_process()
         if dist.get_world_size() == 1:
             print(f"{PROG} train: --distributed runs as 1 process (started without an MPI launcher); for K "

@@ -219,7 +219,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, half: bool = False, batch_s
     return total_loss / n, correct / n
 
 
-def _join_process_group(config: TrainConfig) -> str:
+def join_process_group(config: TrainConfig) -> str:
     """For ``config.distributed``: join the launcher's processes (or reuse the group already joined) and return the
     device this process trains on (with NCCL, the GPU ``init_process_group`` gave it)."""
     if not dist.is_initialized():
@@ -250,7 +250,7 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
     ``allreduce_seconds`` (time in the gradient all-reduce, waiting for the slowest process included).
     """
     config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
-    device = _join_process_group(config) if config.distributed else config.device
+    device = join_process_group(config) if config.distributed else config.device
     backend = get_backend(device)  # raises DeviceUnavailableError before any work
     device = backend.name  # "cpu", "cuda:0"
     half = config.precision == "mixed16"
@@ -386,5 +386,5 @@ def plot_history(history: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 __all__ = ["ACTIVATIONS", "DATASETS", "NORMS", "PRECISIONS", "TrainConfig", "build_model", "check_writable",
-           "evaluate", "load_checkpoint", "load_data", "plot_history", "save_checkpoint", "save_checkpoint_from_rank0",
-           "train"]
+           "evaluate", "join_process_group", "load_checkpoint", "load_data", "plot_history", "save_checkpoint",
+           "save_checkpoint_from_rank0", "train"]

@@ -37,9 +37,11 @@ def find_mpiexec() -> str | None:
     return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
 
 
-def _check_op(where: str, op: str) -> str:
+def _check_op(where: str, op: str, dtype: Any = None) -> str:
     if op not in _REDUCE_OPS:
         raise ValueError(f"{where}: op must be one of {', '.join(_REDUCE_OPS)}; got {op!r}")
+    if op == "avg" and dtype is not None and np.dtype(dtype).kind != "f":
+        raise TypeError(f"{where}: op='avg' needs a floating-point array, got dtype {np.dtype(dtype)}")
     return op
 
 
@@ -109,7 +111,7 @@ class MPICommunicator(Communicator):
         self._ops = {"sum": MPI.SUM, "avg": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
 
     def all_reduce(self, array: Any, op: str = "sum") -> Any:
-        _check_op("all_reduce", op)
+        _check_op("all_reduce", op, array.dtype)
         host, writeback = self._host(array)
         self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self._ops[op])
         if op == "avg":
@@ -178,7 +180,7 @@ class NCCLCommunicator(Communicator):
         return self._types[dtype], cupy.cuda.get_current_stream().ptr
 
     def all_reduce(self, array: Any, op: str = "sum") -> Any:
-        _check_op("all_reduce", op)
+        _check_op("all_reduce", op, array.dtype)
         dtype, stream = self._buffer("all_reduce", array)
         ptr = array.data.ptr
         self.comm.allReduce(ptr, ptr, array.size, dtype, self._ops[op], stream)

@@ -4,12 +4,14 @@ The course's ``DataParallel`` (slides 169-172): split the mini-batch, run a repl
 combine the gradients, and step every replica identically. Here each replica is a process (``mpirun -n K``):
 
 1. at construction, rank 0's parameters and buffers are broadcast, so every replica starts from the same weights;
-2. ``forward`` runs the local replica on the local batch (and, in training mode, first broadcasts rank 0's buffers,
-   such as batchnorm's running statistics, as PyTorch does);
+2. ``forward`` runs the local replica on the local batch (in training mode it first broadcasts rank 0's buffers,
+   such as batchnorm's running statistics; PyTorch does so in evaluation mode too);
 3. when ``loss.backward()`` has put every local gradient into ``.grad``, the gradients are summed over the processes
-   and divided by their number, in **buckets**: the parameters, in reverse order (the order backward produces them),
-   are packed into flat arrays of at most ``bucket_cap_mb`` megabytes, one all-reduce each, instead of one call per
-   parameter (each call costs a latency; one flat buffer costs it once). float16 gradients are reduced in float32.
+   and divided by their number, in **buckets**: the parameters are packed into flat arrays of about
+   ``bucket_cap_mb`` MiB (a larger tensor travels alone), one all-reduce each, instead of one call per parameter:
+   each call costs a latency, one flat buffer costs it once. float16 gradients are reduced in float32. The
+   all-reduces run after the backward pass, not during it: PyTorch overlaps them with the rest of the backward,
+   which is why it orders the buckets as backward produces the gradients (the order kept here, reversed).
 
 Why the average is right: with loss ℓ = (1/K) Σ_k ℓ_k, where ℓ_k is the mean loss of replica k over its B samples,
 ∂ℓ/∂θ = (1/K) Σ_k ∂ℓ_k/∂θ, which is the mean loss over all K·B samples, as one process on the whole batch computes
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu import tensor as _tensor
 from tinygrad_edu.autograd import queue_callback
 from tinygrad_edu.distributed import process_group as pg
 from tinygrad_edu.nn.modules.module import Module
@@ -51,15 +54,26 @@ class _GradientSink(Function):
 
 
 class _Bucket:
-    """Parameters whose gradients travel together in one flat array of ``dtype`` (float32 for float16 ones)."""
+    """Parameters whose gradients travel together in one flat array of ``dtype`` (float32 for float16 ones).
+
+    The array holds the gradients one after the other, then one count per parameter: 1 where this process has a
+    gradient for it. After the all-reduce a count of 0 means no process had one: that ``.grad`` stays None."""
 
     def __init__(self, params: list[Tensor], dtype: np.dtype) -> None:
         self.params, self.dtype = params, dtype
-        sizes = [p.numel() for p in params]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        self.nbytes = self.offsets[-1] * dtype.itemsize
-        self.flat = None  # allocated at the first reduction and reused: a fresh large array each step would be
-        #                   fresh pages for the OS to fault in (measured: the dearest part of a 9 MiB bucket)
+        self.offsets = np.concatenate([[0], np.cumsum([p.numel() for p in params])]).tolist()
+        self.nbytes = (self.offsets[-1] + len(params)) * dtype.itemsize
+        # allocated at the first reduction and reused: a fresh large array each step is fresh pages for the
+        # operating system to fault in (measured: the dearest part of reducing a 9 MiB bucket)
+        self.flat = None
+
+
+def _by_dtype(tensors: list[Tensor]) -> dict[np.dtype, list[Tensor]]:
+    """The tensors grouped by dtype, in their order."""
+    groups: dict[np.dtype, list[Tensor]] = {}
+    for t in tensors:
+        groups.setdefault(np.dtype(t.dtype), []).append(t)
+    return groups
 
 
 class _Reducer:
@@ -68,43 +82,50 @@ class _Reducer:
     def __init__(self, params: list[Tensor], cap_bytes: int) -> None:
         self.backend = params[0].backend
         self.buckets: list[_Bucket] = []
-        by_dtype: dict[np.dtype, list[Tensor]] = {}
-        for p in reversed(params):  # backward produces the last layers' gradients first
-            by_dtype.setdefault(np.dtype(p.dtype), []).append(p)
-        for dtype, group in by_dtype.items():
+        for dtype, group in _by_dtype(list(reversed(params))).items():  # the last layers' gradients come first
             wire = np.dtype(np.float32) if dtype == np.float16 else dtype
             bucket: list[Tensor] = []
+            size = 0
             for p in group:
-                if bucket and (sum(q.numel() for q in bucket) + p.numel()) * wire.itemsize > cap_bytes:
+                if bucket and (size + p.numel()) * wire.itemsize > cap_bytes:
                     self.buckets.append(_Bucket(bucket, wire))
-                    bucket = []
+                    bucket, size = [], 0
                 bucket.append(p)
+                size += p.numel()
             self.buckets.append(_Bucket(bucket, wire))
-        self.queued = False
+        self.queued_in = None  # the callback list of the backward pass the reduction is queued in
         self.stats = {"reductions": 0, "calls": 0, "bytes": 0, "seconds": 0.0}
 
     def queue(self) -> None:
-        if not self.queued:  # once per backward pass, however many outputs carried the sink
-            self.queued = True
+        """Queue the reduction at the end of the running backward pass, once however many outputs carry the sink
+        (a pass that raised leaves its list behind: the next pass queues again)."""
+        if self.queued_in is not _tensor._backward_callbacks:
+            self.queued_in = _tensor._backward_callbacks
             queue_callback(self.reduce)
 
     def reduce(self) -> None:
-        self.queued = False
+        self.queued_in = None
         start = time.perf_counter()
         xp, size = self.backend.xp, pg.get_world_size()
         for bucket in self.buckets:
+            n = bucket.offsets[-1]
             if bucket.flat is None:
-                bucket.flat = self.backend.from_host(np.zeros(bucket.offsets[-1], bucket.dtype))
+                bucket.flat = self.backend.from_host(np.zeros(n + len(bucket.params), bucket.dtype))
             flat, slices = bucket.flat, list(zip(bucket.params, bucket.offsets, bucket.offsets[1:]))
-            for p, a, b in slices:  # pack; a parameter without a gradient here (unused on this process) sends zeros,
-                #                     so that every process makes the same calls and gets the same average
+            # pack. A parameter without a gradient here (not used on this process) sends zeros and a count of 0:
+            # every process makes the same calls, and the average counts it as a zero gradient, as PyTorch does
+            for i, (p, a, b) in enumerate(slices):
                 flat[a:b] = xp.reshape(p.grad.data, (-1,)) if p.grad is not None else 0
+                flat[n + i] = 0 if p.grad is None else 1
             flat = pg.all_reduce_array(self.backend, flat, "sum")
             if size > 1:
-                flat *= 1 / size
-            for p, a, b in slices:  # unpack into new arrays: the buffer is overwritten at the next reduction
-                p.grad = Tensor._wrap(xp.astype(xp.reshape(flat[a:b], p.shape), p.data.dtype, copy=True),
-                                      self.backend)
+                flat[:n] *= 1 / size
+            counts = self.backend.to_host(flat[n:])
+            # unpack into new arrays: the buffer is overwritten at the next reduction
+            for i, (p, a, b) in enumerate(slices):
+                if counts[i] > 0:
+                    p.grad = Tensor._wrap(xp.astype(xp.reshape(flat[a:b], p.shape), p.data.dtype, copy=True),
+                                          self.backend)
             self.stats["calls"] += 1
             self.stats["bytes"] += bucket.nbytes
         self.stats["reductions"] += 1
@@ -117,10 +138,7 @@ class _Reducer:
 
 def _broadcast_flat(tensors: list[Tensor], src: int = 0) -> None:
     """Give every process ``src``'s values of ``tensors``: one broadcast per dtype, of their values packed flat."""
-    by_dtype: dict[np.dtype, list[Tensor]] = {}
-    for t in tensors:
-        by_dtype.setdefault(np.dtype(t.dtype), []).append(t)
-    for group in by_dtype.values():
+    for group in _by_dtype(tensors).values():
         backend = group[0].backend
         xp = backend.xp
         flat = pg.broadcast_array(backend, xp.concat([xp.reshape(t.data, (-1,)) for t in group]), src)
@@ -157,13 +175,13 @@ class DistributedDataParallel(Module):
         if not params:
             raise ValueError("DistributedDataParallel: the module has no parameter that requires a gradient")
         devices = sorted({t.device for t in tensors})
-        if len(devices) > 1:
-            raise RuntimeError(f"DistributedDataParallel: the module's tensors are on several devices "
-                               f"({', '.join(devices)}); move the module to one with .to(device)")
-        _check_same_model(module)
+        problem = None if len(devices) == 1 else (
+            f"DistributedDataParallel: the module's tensors are on several devices ({', '.join(devices)}); move the "
+            f"module to one with .to(device)")
+        _check_same_model(module, problem)
         self.module = module
         self.broadcast_buffers, self.bucket_cap_mb = bool(broadcast_buffers), float(bucket_cap_mb)
-        self._buffers_to_sync = [t for t in tensors if not t.requires_grad]
+        self._buffers_to_sync = list({id(b): b for _, b in module.named_buffers() if b is not None}.values())
         _broadcast_flat(tensors)  # every replica starts from rank 0's weights and buffers
         self._reducer = _Reducer(params, int(self.bucket_cap_mb * 2**20))
         self.require_backward_grad_sync = True
@@ -210,15 +228,21 @@ def _map_tensors(out: Any, fn: Any) -> Any:
     return out
 
 
-def _check_same_model(module: Module) -> None:
-    """Every process must wrap the same architecture: compare names, shapes and dtypes with rank 0's, and raise on
-    every process (not only the odd one, which would leave the others waiting in a collective forever)."""
-    mine = [(name, tuple(t.shape), str(t.dtype)) for name, t in
+def _check_same_model(module: Module, problem: str | None) -> None:
+    """Every process must wrap the same architecture: compare names, shapes, dtypes and which tensors are trained
+    with rank 0's. A problem found on any process (``problem``: one found locally) is raised on every process, not
+    only on the odd one, which would leave the others waiting in a collective forever."""
+    mine = [(name, tuple(t.shape), str(t.dtype), t.requires_grad) for name, t in
             [*module.named_parameters(), *module.named_buffers()] if t is not None]
     theirs = pg.broadcast_object(mine, 0)
-    differs = pg._group().all_reduce(np.array([int(mine != theirs)], dtype=np.int64), "max")
-    if differs[0]:
+    if problem is None and mine != theirs:
         first = next((f"{a} here, {b} on rank 0" for a, b in zip(mine, theirs) if a != b),
                      f"{len(mine)} tensors here, {len(theirs)} on rank 0")
-        raise RuntimeError(f"DistributedDataParallel: the processes wrap different models (rank {pg.get_rank()}: "
-                           f"{first}); every process must build the same module")
+        problem = (f"DistributedDataParallel: the processes wrap different models (rank {pg.get_rank()}: {first}); "
+                   f"every process must build the same module")
+    failed = pg._group().all_reduce(np.array([problem is not None], dtype=np.int64), "max")
+    if problem is not None:
+        raise RuntimeError(problem)
+    if failed[0]:
+        raise RuntimeError("DistributedDataParallel: another process found a problem with its module (its error "
+                           "says which); every process must build the same module on one device")

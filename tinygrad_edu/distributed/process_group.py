@@ -8,13 +8,15 @@
 
 Rank, world size and local rank (the process's index on its machine, which picks its GPU) come from the MPI
 library that the launcher started (``mpi4py``'s ``COMM_WORLD``). Started without a launcher, the group is one
-process, and every collective returns its input: the same script runs alone, unchanged.
+process, and every collective returns its input: the same script runs alone, unchanged. In a group of several
+processes an uncaught exception in any of them aborts them all, instead of leaving the others waiting.
 """
 
 from __future__ import annotations
 
 import builtins
 import importlib.util
+import sys
 from typing import Any
 
 from tinygrad_edu.distributed.communicator import (
@@ -75,6 +77,23 @@ def init_process_group(backend: str = "mpi") -> None:
             nccl = NCCLCommunicator(world)
         set_default_device(device)
     _world, _nccl = world, nccl
+    if isinstance(world, MPICommunicator) and world.size > 1:
+        _abort_all_on_uncaught_exception(world)
+
+
+def _abort_all_on_uncaught_exception(world: MPICommunicator) -> None:
+    """An exception that ends one process would leave the others waiting in their next collective forever: after
+    Python prints it, abort every process of the job (``MPI_Abort``), as ``python -m mpi4py`` does."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback) -> None:
+        previous(kind, value, traceback)
+        sys.stderr.flush()
+        world.comm.Abort(1)
+
+    if getattr(previous, "_aborts_mpi", False) is False:
+        hook._aborts_mpi = True
+        sys.excepthook = hook
 
 
 def destroy_process_group() -> None:

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> float:
         sampler.set_epoch(epoch)
         share = sampler.indices()
         ddp.train()
+        # the "- 1" leaves out a last batch of one sample, which batchnorm cannot normalize
         for first in range(0, len(share) - 1, args.batch_size):
             rows = share[first : first + args.batch_size]
             loss = F.cross_entropy(ddp(Tensor(x_train[rows])), Tensor(y_train[rows]))

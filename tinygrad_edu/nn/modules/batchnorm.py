@@ -117,7 +117,7 @@ class SyncBatchNorm(_BatchNorm):
     """Batch normalization whose training-mode statistics cover every process's batch, as ``torch.nn.SyncBatchNorm``
     (``nn.functional.sync_batch_norm``): K processes with batches of B compute what one process with K·B computes.
     Input (N, C, ...) of any number of axes ≥ 2. In evaluation mode, or in a world of one process, it is
-    ``BatchNorm``. ``SyncBatchNorm.convert_sync_batchnorm(model)`` swaps every BatchNorm1d/2d of a model for one.
+    ``BatchNorm`` (no communication). ``SyncBatchNorm.convert_sync_batchnorm(model)`` swaps every BatchNorm1d/2d of a model for one.
     """
 
     def _check_input(self, x: Tensor) -> None:
@@ -127,10 +127,12 @@ class SyncBatchNorm(_BatchNorm):
     def _batch_is_local(self) -> bool:  # with other processes, one sample here is fine (sync_batch_norm checks M)
         from tinygrad_edu.distributed import process_group as pg
 
-        return pg.get_world_size() == 1
+        return pg.get_world_size() == 1 or not self.training
 
     def _normalize(self, x: Tensor, running_mean, running_var, use_batch_stats: bool, factor: float) -> Tensor:
-        if not use_batch_stats:
+        # synchronized in training mode only, as in PyTorch: evaluation (without running statistics: with the batch's)
+        # stays local, so that one process may evaluate alone
+        if not use_batch_stats or not self.training:
             return super()._normalize(x, running_mean, running_var, use_batch_stats, factor)
         return sync_batch_norm(x, running_mean, running_var, self.weight, self.bias, factor, self.eps)
 
