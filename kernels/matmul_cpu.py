@@ -13,10 +13,13 @@ values are exact in float32 too (11 + 11 significant bits < 24). The only roundi
 accumulation and the final one to float16 (the accuracy contract in ``tests/test_matmul_kernel.py``).
 
 Two costs decide the speed next to BLAS, and both are paid once per element of A, B and C:
-  * the upcast. NumPy's own float16 -> float32 cast converts one element at a time (about 1.5 ns each). This kernel
-    moves the bits instead (``widen_float16``), with whole-array integer operations that NumPy vectorizes, and
-    spreads the blocks over the CPU's cores in threads (NumPy releases the GIL inside these loops);
-  * the final rounding to float16, NumPy's cast, spread over the cores the same way.
+  * the upcast. NumPy's own float16 -> float32 cast converts one element at a time (about 1.5 ns each);
+  * the final rounding to float16, where NumPy's cast takes about 3.5 ns per element.
+Both run in ``kernels/f16_convert.c`` where it was compiled at install time: the CPU's F16C instructions convert 8
+values at a time (a portable conversion on CPUs without them), bit-exact with NumPy. Without it, the upcast moves the
+bits with whole-array integer operations that NumPy vectorizes (``widen_float16``), and the rounding is NumPy's cast.
+The NumPy conversions are spread over the CPU's cores in threads (NumPy releases the GIL); the compiled ones run in
+the calling thread (``PARALLEL``).
 The block along K is 1024 columns (``BLOCK_K``), fewer for very tall or wide operands so that one block of A and one
 of B, in float32, stay within ``BLOCK_BYTES``: the float32 working set is bounded whatever the operands' size (an
 operand with K <= 1024 is upcast in one block). Each extra block costs one pass over C (adding its partial product),
@@ -38,6 +41,8 @@ BLOCK_K = 1024
 BLOCK_BYTES = 32 * 2**20
 #: ... but never fewer than this (smaller blocks would spend more time adding partial products than multiplying).
 MIN_BLOCK_K = 128
+#: Work arrays up to this size are kept by each thread for its next call (``_scratch``), one per role.
+KEEP_BYTES = 256 * 2**20
 #: Below this many elements an array is converted in the calling thread (a thread hand-off costs ~20 µs).
 PARALLEL_MIN_ELEMENTS = 1 << 17
 #: Rows of a block converted in one go: keeps each conversion's data in the core's L2 cache.
@@ -46,6 +51,17 @@ CHUNK_ELEMENTS = 1 << 18
 _EXPONENT_SHIFT = np.float32(2.0**112)  # 2^(127 - 15): moves a float16 exponent bias to float32's
 _CLEAR_BITS_28_TO_30 = np.int32(-0x70000001)  # 0x8FFFFFFF as a signed 32-bit integer
 _THREAD_NAME = "tinygrad_edu-kernel"
+
+try:  # kernels/f16_convert.c, compiled at install time where a C compiler exists: 8 values per F16C instruction
+    from tinygrad_edu.kernels import _f16_convert as compiled
+except ImportError:  # not compiled: the NumPy conversions below
+    compiled = None
+
+#: Spread conversions and additions over the cores in threads? Only for the NumPy conversions. The compiled ones run
+#: at memory speed in one thread, and extra threads then lose more than they gain: OpenBLAS's own threads keep
+#: spinning for a while after each product and compete with them (measured at n = 1024, 2048, 4096: 0.83, 0.83,
+#: 0.63 of float32 BLAS with threads, 0.92, 0.88, 0.84 without).
+PARALLEL = compiled is None
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _kept = threading.local()  # this thread's reusable work arrays (``_scratch``)
@@ -69,7 +85,7 @@ def _in_parallel(work, src: np.ndarray, out: np.ndarray) -> None:
     rows = out.shape[0] if out.ndim else 1
     workers = min(os.cpu_count() or 1, rows)
     in_worker = threading.current_thread().name.startswith(_THREAD_NAME)  # a worker must not wait on its own pool
-    if out.ndim == 0 or workers < 2 or out.size < PARALLEL_MIN_ELEMENTS or in_worker:
+    if not PARALLEL or out.ndim == 0 or workers < 2 or out.size < PARALLEL_MIN_ELEMENTS or in_worker:
         work(src, out)
         return
     bounds = np.linspace(0, rows, workers + 1).astype(int)
@@ -92,6 +108,14 @@ def _widen_piece(src: np.ndarray, out: np.ndarray) -> None:
             np.copyto(o, s)
 
 
+def _widen_compiled(src: np.ndarray, out: np.ndarray) -> None:
+    compiled.widen(src, out)
+
+
+def _narrow_compiled(src: np.ndarray, out: np.ndarray) -> None:
+    compiled.narrow(src, out)
+
+
 def widen_float16(src: np.ndarray, out: np.ndarray) -> None:
     """Write the float16 array ``src`` into the float32 array ``out`` (same shape), exactly, by moving bits.
 
@@ -104,7 +128,7 @@ def widen_float16(src: np.ndarray, out: np.ndarray) -> None:
     if out.ndim == 0:
         out[...] = src
     else:
-        _in_parallel(_widen_piece, src, out)
+        _in_parallel(_widen_compiled if compiled is not None else _widen_piece, src, out)
 
 
 def _cast_piece(src: np.ndarray, out: np.ndarray) -> None:
@@ -114,7 +138,8 @@ def _cast_piece(src: np.ndarray, out: np.ndarray) -> None:
 def narrow(src: np.ndarray, dtype) -> np.ndarray:
     """``src.astype(dtype)`` (round to nearest even), converted on all cores."""
     out = np.empty(src.shape, dtype)
-    _in_parallel(_cast_piece, src, out)
+    fast = compiled is not None and src.dtype == np.float32 and out.dtype == np.float16
+    _in_parallel(_narrow_compiled if fast else _cast_piece, src, out)
     return out
 
 
@@ -122,7 +147,9 @@ def _scratch(role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A work array for one role (a K-block of A, of B, a partial product), kept by this thread across calls.
 
     Fresh memory costs a page fault per 4 KiB page the first time it is written, which here took as long as the
-    upcast itself; reusing the buffers pays that once. Buffers over ``BLOCK_BYTES`` are not kept.
+    upcast itself (and, for the 64 MiB float32 accumulator of a 4096 x 4096 product, 60 ms of a 500 ms call);
+    reusing the buffers pays that once. Buffers over ``KEEP_BYTES`` are not kept; ``release_buffers()`` frees the
+    calling thread's.
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -130,9 +157,14 @@ def _scratch(role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     buffer = kept.get(role)
     if buffer is None or buffer.nbytes < nbytes:
         buffer = np.empty(max(nbytes, 1), np.uint8)
-        if nbytes <= BLOCK_BYTES:
+        if nbytes <= KEEP_BYTES:
             kept[role] = buffer
     return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def release_buffers() -> None:
+    """Free the work arrays this thread keeps between calls (they come back at its next float16 product)."""
+    _kept.__dict__.clear()
 
 
 def _add_piece(part: np.ndarray, acc: np.ndarray) -> None:
@@ -209,7 +241,10 @@ def matmul_accumulate(a: np.ndarray, b: np.ndarray, accumulate_dtype=np.float32,
 
     a_block = _scratch("a", a2.shape[:-1] + (min(block, k),), acc_dtype)  # reused by every block (and call)
     b_block = _scratch("b", b2.shape[:-2] + (min(block, k), n), acc_dtype)
-    acc = (np.empty if k else np.zeros)(batch + (m, n), acc_dtype)  # the first block writes every element
+    if out_dtype != acc_dtype and k:  # the accumulator is only a step to the rounded result: reuse its memory
+        acc = _scratch("acc", batch + (m, n), acc_dtype)  # (the first block writes every element)
+    else:
+        acc = (np.empty if k else np.zeros)(batch + (m, n), acc_dtype)
     part = _scratch("part", acc.shape, acc_dtype) if block < k else None
     for start in range(0, k, block):
         width = min(block, k - start)
@@ -220,7 +255,7 @@ def matmul_accumulate(a: np.ndarray, b: np.ndarray, accumulate_dtype=np.float32,
             np.matmul(a_view, b_view, out=acc)
         else:
             np.matmul(a_view, b_view, out=part)
-            _in_parallel(_add_piece, part, acc)  # acc += part, on all cores
+            _in_parallel(_add_piece, part, acc)  # acc += part (on all cores with the NumPy conversions)
     if b.ndim == 1:
         acc = acc[..., 0]
     if a.ndim == 1:
