@@ -1,5 +1,5 @@
-/* float16 <-> float32 conversion for the CPU float16 kernel (kernels/matmul_cpu.py), compiled as the extension
- * module tinygrad_edu.kernels._f16_convert when the package is installed (optional: without a C compiler the kernel
+/* float16 <-> float32 conversion for the CPU float16 kernel (kernels/matmul_cpu.py), compiled on first use into the
+ * extension module tinygrad_edu.kernels._f16_convert by kernels/compile_cpu.py (without a C compiler the kernel
  * falls back to NumPy).
  *
  * Why: NumPy converts float32 to float16 one element at a time (about 3.5 ns per element on these machines), which

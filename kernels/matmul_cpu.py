@@ -15,8 +15,9 @@ accumulation and the final one to float16 (the accuracy contract in ``tests/test
 Two costs decide the speed next to BLAS, and both are paid once per element of A, B and C:
   * the upcast. NumPy's own float16 -> float32 cast converts one element at a time (about 1.5 ns each);
   * the final rounding to float16, where NumPy's cast takes about 3.5 ns per element.
-Both run in ``kernels/f16_convert.c`` where it was compiled at install time: the CPU's F16C instructions convert 8
-values at a time (a portable conversion on CPUs without them), bit-exact with NumPy. Without it, the upcast moves the
+Both run in ``kernels/f16_convert.c``, compiled on first use with this machine's C compiler (``compile_cpu.py``):
+the CPU's F16C instructions convert 8 values at a time (a portable conversion on CPUs without them), bit-exact with
+NumPy. Without it, the upcast moves the
 bits with whole-array integer operations that NumPy vectorizes (``widen_float16``), and the rounding is NumPy's cast.
 The NumPy conversions are spread over the CPU's cores in threads (NumPy releases the GIL); the compiled ones run in
 the calling thread (``PARALLEL``).
@@ -52,16 +53,26 @@ _EXPONENT_SHIFT = np.float32(2.0**112)  # 2^(127 - 15): moves a float16 exponent
 _CLEAR_BITS_28_TO_30 = np.int32(-0x70000001)  # 0x8FFFFFFF as a signed 32-bit integer
 _THREAD_NAME = "tinygrad_edu-kernel"
 
-try:  # kernels/f16_convert.c, compiled at install time where a C compiler exists: 8 values per F16C instruction
-    from tinygrad_edu.kernels import _f16_convert as compiled
-except ImportError:  # not compiled: the NumPy conversions below
-    compiled = None
-
+_NOT_LOADED = object()
+#: kernels/f16_convert.c (8 values per F16C instruction), compiled on first use where a C compiler works
+#: (``compile_cpu.load``); None where it does not: the NumPy conversions below.
+compiled = _NOT_LOADED
 #: Spread conversions and additions over the cores in threads? Only for the NumPy conversions. The compiled ones run
 #: at memory speed in one thread, and extra threads then lose more than they gain: OpenBLAS's own threads keep
 #: spinning for a while after each product and compete with them (measured at n = 1024, 2048, 4096: 0.83, 0.83,
-#: 0.63 of float32 BLAS with threads, 0.92, 0.88, 0.84 without).
-PARALLEL = compiled is None
+#: 0.63 of float32 BLAS with threads, 0.92, 0.88, 0.84 without). Set with ``compiled`` by ``converter()``.
+PARALLEL = True
+
+
+def converter():
+    """The compiled conversion module, compiling it on the first call; None where no C compiler works."""
+    global compiled, PARALLEL
+    if compiled is _NOT_LOADED:
+        from tinygrad_edu.kernels import compile_cpu
+
+        compiled = compile_cpu.load("f16_convert")
+        PARALLEL = compiled is None
+    return compiled
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _kept = threading.local()  # this thread's reusable work arrays (``_scratch``)
@@ -128,7 +139,7 @@ def widen_float16(src: np.ndarray, out: np.ndarray) -> None:
     if out.ndim == 0:
         out[...] = src
     else:
-        _in_parallel(_widen_compiled if compiled is not None else _widen_piece, src, out)
+        _in_parallel(_widen_compiled if converter() is not None else _widen_piece, src, out)
 
 
 def _cast_piece(src: np.ndarray, out: np.ndarray) -> None:
@@ -138,7 +149,7 @@ def _cast_piece(src: np.ndarray, out: np.ndarray) -> None:
 def narrow(src: np.ndarray, dtype) -> np.ndarray:
     """``src.astype(dtype)`` (round to nearest even), converted on all cores."""
     out = np.empty(src.shape, dtype)
-    fast = compiled is not None and src.dtype == np.float32 and out.dtype == np.float16
+    fast = src.dtype == np.float32 and out.dtype == np.float16 and converter() is not None
     _in_parallel(_narrow_compiled if fast else _cast_piece, src, out)
     return out
 

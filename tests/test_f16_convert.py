@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import sysconfig
 
 import numpy as np
@@ -10,17 +13,43 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from tinygrad_edu.kernels import matmul_cpu
+from tinygrad_edu.kernels import compile_cpu, matmul_cpu
 
-compiled = matmul_cpu.compiled
-needs_extension = pytest.mark.skipif(compiled is None, reason="kernels/f16_convert.c was not compiled (no compiler)")
+compiled = matmul_cpu.converter()
+needs_extension = pytest.mark.skipif(compiled is None, reason="kernels/f16_convert.c could not be compiled here")
 
 
-def test_the_extension_is_built_where_a_c_compiler_exists():
-    """setup.py builds it as an optional extension: a compile error would silently fall back to NumPy."""
-    if shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc") is None:
-        pytest.skip("no C compiler here: the NumPy conversions are used")
-    assert compiled is not None
+def test_the_kernel_is_compiled_where_a_c_compiler_exists():
+    """A compile error would silently fall back to NumPy: where Python's C compiler exists, it must have worked."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) here: the NumPy conversions are used")
+    assert compiled is not None, compile_cpu.errors.get("f16_convert")
+
+
+def test_a_failed_compilation_falls_back_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYGRAD_EDU_CACHE", str(tmp_path))
+    monkeypatch.setattr(compile_cpu, "_loaded", {})
+    monkeypatch.setattr(compile_cpu, "errors", {})
+    monkeypatch.setattr(compile_cpu, "command", lambda source, target: [sys.executable, "-c", "raise SystemExit(3)"])
+    assert compile_cpu.load("f16_convert") is None
+    assert "failed" in compile_cpu.errors["f16_convert"]
+    assert list(tmp_path.rglob("*")) == [tmp_path / f"kernels-{sysconfig.get_platform()}"]  # no partial file left
+    monkeypatch.setenv("TINYGRAD_EDU_COMPILE", "0")
+    monkeypatch.setattr(compile_cpu, "_loaded", {})
+    assert compile_cpu.load("f16_convert") is None
+    assert "turned off" in compile_cpu.errors["f16_convert"]
+
+
+@needs_extension
+def test_the_compiled_module_is_cached_and_found_by_the_next_process(tmp_path):
+    code = ("from tinygrad_edu.kernels import compile_cpu as c; m = c.load('f16_convert'); "
+            "print(m.__file__ if m else c.errors)")
+    env = {**os.environ, "TINYGRAD_EDU_CACHE": str(tmp_path)}
+    first, second = (subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    check=True).stdout.strip() for _ in range(2))
+    assert first == second and first.startswith(str(tmp_path))
+    assert len(list(tmp_path.rglob("_f16_convert-*"))) == 1
 
 
 @pytest.fixture(params=["f16c", "portable"])
