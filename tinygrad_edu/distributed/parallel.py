@@ -114,9 +114,10 @@ class _Reducer:
             flat, slices = bucket.flat, list(zip(bucket.params, bucket.offsets, bucket.offsets[1:]))
             # pack. A parameter without a gradient here (not used on this process) sends zeros and a count of 0:
             # every process makes the same calls, and the average counts it as a zero gradient, as PyTorch does
-            for i, (p, a, b) in enumerate(slices):
+            for p, a, b in slices:
                 flat[a:b] = xp.reshape(p.grad.data, (-1,)) if p.grad is not None else 0
-                flat[n + i] = 0 if p.grad is None else 1
+            present = np.array([p.grad is not None for p in bucket.params], dtype=bucket.dtype)
+            flat[n:] = self.backend.from_host(present)
             flat = pg.all_reduce_array(self.backend, flat, "sum")
             if size > 1:
                 flat[:n] *= 1 / size
