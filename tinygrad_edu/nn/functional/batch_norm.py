@@ -59,6 +59,43 @@ def _count(x) -> int:
     return math.prod(x.shape) // x.shape[1]
 
 
+def _dtypes(x, weight, bias) -> tuple:
+    """The dtypes the gradients go back in: x's, and weight's and bias's (None where there is none)."""
+    return x.dtype, None if weight is None else weight.dtype, None if bias is None else bias.dtype
+
+
+def _scale_and_shift(ctx, x_hat, weight, bias, x):
+    """y = γ x̂ + β per channel, in x̂'s dtype (a copy of x̂ when there is no γ); returns y and γ (or None)."""
+    xp = ctx.xp
+    gamma = None if weight is None else _cast(xp, weight, x_hat.dtype)
+    y = x_hat * _per_channel(xp, gamma, x) if gamma is not None else xp.asarray(x_hat, copy=True)
+    if bias is not None:
+        y += _per_channel(xp, _cast(xp, bias, x_hat.dtype), x)
+    return y, gamma
+
+
+def _update_running_stats(xp, running_mean, running_var, momentum, mean, var, M) -> None:
+    """In place, as in PyTorch (the caller's buffers change), when given:
+        running_mean ← (1 - momentum) running_mean + momentum μ
+        running_var  ← (1 - momentum) running_var  + momentum σ² M/(M - 1)    (the unbiased variance)"""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += _cast(xp, momentum * mean, running_mean.dtype)
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += _cast(xp, (momentum * M / (M - 1)) * var, running_var.dtype)
+
+
+def _input_gradient(xp, dy, x_hat, inv_std, gamma, sum_dy, sum_dy_x_hat, M):
+    """The closed form dx = γ/(M σ̃) · (M dy - Σdy - x̂ Σdy x̂), computed as γ/σ̃ · (dy - Σdy/M - x̂ Σdy x̂/M) in
+    place, in x̂'s dtype."""
+    dx = x_hat * _per_channel(xp, sum_dy_x_hat / -M, x_hat)
+    dx += dy
+    dx -= _per_channel(xp, sum_dy / M, x_hat)
+    dx *= _per_channel(xp, inv_std if gamma is None else gamma * inv_std, x_hat)
+    return dx
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # training mode: the closed form
 # ----------------------------------------------------------------------------------------------------------------
@@ -98,18 +135,10 @@ class BatchNormFunction(Function):
         var = _channel_sum(ctx, x_hat * x_hat) / M  # biased: the one that normalizes
         inv_std = 1 / xp.sqrt(var + eps)
         x_hat *= _per_channel(xp, inv_std, x)
-        gamma = None if weight is None else _cast(xp, weight, dtype)
-        y = x_hat * _per_channel(xp, gamma, x) if gamma is not None else xp.asarray(x_hat, copy=True)
-        if bias is not None:
-            y += _per_channel(xp, _cast(xp, bias, dtype), x)
+        y, gamma = _scale_and_shift(ctx, x_hat, weight, bias, x)
         ctx.save_for_backward(x_hat, inv_std, gamma)
-        ctx.M, ctx.dtypes = M, (x.dtype, None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-        if running_mean is not None:  # in place, as in PyTorch: the caller's buffer changes
-            running_mean *= 1 - momentum
-            running_mean += _cast(xp, momentum * mean, running_mean.dtype)
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += _cast(xp, (momentum * M / (M - 1)) * var, running_var.dtype)
+        ctx.M, ctx.dtypes = M, _dtypes(x, weight, bias)
+        _update_running_stats(xp, running_mean, running_var, momentum, mean, var, M)
         return _cast(xp, y, x.dtype)
 
     @staticmethod
@@ -123,13 +152,8 @@ class BatchNormFunction(Function):
         sum_dy = _channel_sum(ctx, dy)  # = dβ, (C,)
         sum_dy_x_hat = _channel_sum(ctx, dy * x_hat)  # = dγ
         dx = None
-        if ctx.needs_input_grad[0]:
-            # dx = γ/(M σ̃) · (M dy - Σdy - x̂ Σdy x̂), computed as γ/σ̃ · (dy - Σdy/M - x̂ Σdy x̂/M) in place
-            dx = x_hat * _per_channel(xp, sum_dy_x_hat / -M, x_hat)
-            dx += dy
-            dx -= _per_channel(xp, sum_dy / M, x_hat)
-            dx *= _per_channel(xp, inv_std if gamma is None else gamma * inv_std, x_hat)
-            dx = _cast(xp, dx, x_dtype)
+        if ctx.needs_input_grad[0]:  # dx = γ/(M σ̃) · (M dy - Σdy - x̂ Σdy x̂)
+            dx = _cast(xp, _input_gradient(xp, dy, x_hat, inv_std, gamma, sum_dy, sum_dy_x_hat, M), x_dtype)
         d_gamma = None if weight_dtype is None else _cast(xp, sum_dy_x_hat, weight_dtype)
         d_beta = None if bias_dtype is None else _cast(xp, sum_dy, bias_dtype)
         return dx, d_gamma, d_beta
@@ -141,13 +165,8 @@ def _fused_forward(ctx, x, weight, bias, running_mean, running_var, momentum, ep
     xp, M = ctx.xp, _count(x)
     y, mean, var, inv_std = ctx.backend.batch_norm_fp16_forward(x, weight, bias, eps)
     ctx.save_for_backward(x, mean, inv_std, weight)
-    ctx.fused, ctx.dtypes = True, (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-    if running_mean is not None:  # as in BatchNormFunction.forward
-        running_mean *= 1 - momentum
-        running_mean += _cast(xp, momentum * mean, running_mean.dtype)
-    if running_var is not None:
-        running_var *= 1 - momentum
-        running_var += _cast(xp, (momentum * M / (M - 1)) * var, running_var.dtype)
+    ctx.fused, ctx.dtypes = True, _dtypes(x, weight, bias)[1:]
+    _update_running_stats(xp, running_mean, running_var, momentum, mean, var, M)
     return y
 
 
@@ -190,7 +209,7 @@ class BatchNormEvalFunction(Function):
         needs_x_hat = weight is not None and ctx.needs_input_grad[1]
         # copies: running_mean is the caller's buffer, which a later training step updates in place
         ctx.save_for_backward(scale, *((x, xp.asarray(mean, copy=True), inv_std) if needs_x_hat else ()))
-        ctx.dtypes = (x.dtype, None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+        ctx.dtypes = _dtypes(x, weight, bias)
         return _cast(xp, y, x.dtype)
 
     @staticmethod
@@ -243,7 +262,7 @@ class BatchNormStagedFunction(Function):
             y = y + _per_channel(xp, _cast(xp, bias, dtype), x)
         ctx.save_for_backward(x_minus_m, v, gamma)
         ctx.eps, ctx.B = eps, _count(x)
-        ctx.dtypes = (x.dtype, None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+        ctx.dtypes = _dtypes(x, weight, bias)
         return _cast(xp, y, x.dtype)
 
     @staticmethod

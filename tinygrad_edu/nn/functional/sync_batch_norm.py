@@ -36,7 +36,11 @@ from tinygrad_edu.nn.functional.batch_norm import (
     _compute_dtype,
     _count,
     _data,
+    _dtypes,
+    _input_gradient,
     _per_channel,
+    _scale_and_shift,
+    _update_running_stats,
 )
 from tinygrad_edu.tensor import Function, InputError, Tensor
 
@@ -74,18 +78,11 @@ class SyncBatchNormFunction(Function):
         var = _cast(xp, sum_sq / M, dtype)  # biased, over all M values
         inv_std = 1 / xp.sqrt(var + eps)
         x_hat *= _per_channel(xp, inv_std, x)
-        gamma = None if weight is None else _cast(xp, weight, dtype)
-        y = x_hat * _per_channel(xp, gamma, x) if gamma is not None else xp.asarray(x_hat, copy=True)
-        if bias is not None:
-            y += _per_channel(xp, _cast(xp, bias, dtype), x)
+        y, gamma = _scale_and_shift(ctx, x_hat, weight, bias, x)
         ctx.save_for_backward(x_hat, inv_std, gamma)
-        ctx.M, ctx.dtypes = M, (x.dtype, None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-        if running_mean is not None:  # every process updates with the same global statistics
-            running_mean *= 1 - momentum
-            running_mean += _cast(xp, momentum * mean, running_mean.dtype)
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += _cast(xp, (momentum * M / (M - 1)) * var, running_var.dtype)
+        ctx.M, ctx.dtypes = M, _dtypes(x, weight, bias)
+        # every process updates with the same global statistics (and the global count M)
+        _update_running_stats(xp, running_mean, running_var, momentum, mean, var, M)
         return _cast(xp, y, x.dtype)
 
     @staticmethod
@@ -98,12 +95,8 @@ class SyncBatchNormFunction(Function):
         sum_dy_x_hat = _channel_sum(ctx, dy * x_hat)  # local: dγ
         all_dy, all_dy_x_hat = (_cast(xp, s, x_hat.dtype) for s in _all_reduce(ctx, sum_dy, sum_dy_x_hat))
         dx = None
-        if ctx.needs_input_grad[0]:
-            dx = x_hat * _per_channel(xp, all_dy_x_hat / -M, x_hat)
-            dx += dy
-            dx -= _per_channel(xp, all_dy / M, x_hat)
-            dx *= _per_channel(xp, inv_std if gamma is None else gamma * inv_std, x_hat)
-            dx = _cast(xp, dx, x_dtype)
+        if ctx.needs_input_grad[0]:  # batchnorm's closed form, with the sums over every process
+            dx = _cast(xp, _input_gradient(xp, dy, x_hat, inv_std, gamma, all_dy, all_dy_x_hat, M), x_dtype)
         d_gamma = None if weight_dtype is None else _cast(xp, sum_dy_x_hat, weight_dtype)
         d_beta = None if bias_dtype is None else _cast(xp, sum_dy, bias_dtype)
         return dx, d_gamma, d_beta
