@@ -285,8 +285,6 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
     # process's share when distributed: every process has as many samples, so all take the same number of steps)
     last = per_process - 1 if config.norm == "batch" and per_process % config.batch_size == 1 else per_process
     steps_per_epoch = math.ceil(last / config.batch_size)
-    # batchnorm's running statistics (its step counter is the same on every process)
-    running_stats = [b for _, b in model.named_buffers() if b is not None and b.dtype.kind == "f"]
     history: dict[str, Any] = {key: [] for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
     skipped = 0
     bar = None
@@ -328,8 +326,7 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
             if scheduler is not None:
                 scheduler.step()
             if world_size > 1:  # evaluate with rank 0's running statistics, as the next training forward would
-                for buffer in running_stats:
-                    dist.broadcast(buffer, src=0)
+                ddp.sync_buffers()
             for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
                 split_loss, split_accuracy = evaluate(model, x, y, half)
                 history[f"{split}_loss"].append(split_loss)

@@ -139,6 +139,8 @@ class _Reducer:
 
 def _broadcast_flat(tensors: list[Tensor], src: int = 0) -> None:
     """Give every process ``src``'s values of ``tensors``: one broadcast per dtype, of their values packed flat."""
+    if pg.get_world_size() == 1:  # nothing to send (and no copies to make before each forward)
+        return
     for group in _by_dtype(tensors).values():
         backend = group[0].backend
         xp = backend.xp
@@ -197,12 +199,18 @@ class DistributedDataParallel(Module):
         return [bucket.params for bucket in self._reducer.buckets]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.training and self.broadcast_buffers and self._buffers_to_sync:
-            _broadcast_flat(self._buffers_to_sync)
+        if self.training and self.broadcast_buffers:
+            self.sync_buffers()
         out = self.module(*args, **kwargs)
         if not (is_grad_enabled() and self.require_backward_grad_sync):
             return out
         return _map_tensors(out, lambda t: _GradientSink.apply(t, reducer=self._reducer) if t.requires_grad else t)
+
+    def sync_buffers(self) -> None:
+        """Give every process rank 0's buffers (batchnorm's running statistics): what ``forward`` does first in
+        training mode; call it before evaluating, so that every process evaluates the same model."""
+        if self._buffers_to_sync:
+            _broadcast_flat(self._buffers_to_sync)
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:

@@ -142,34 +142,34 @@ def barrier() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # collectives on backend arrays (what DistributedDataParallel and SyncBatchNorm call) and on tensors
 # ---------------------------------------------------------------------------------------------------------------
-def all_reduce_array(backend: Any, array: Any, op: str = "sum") -> Any:
-    """All-reduce one array of ``backend``: NCCL for CUDA arrays when the group has it, otherwise MPI, through host
-    memory for arrays that are not NumPy's. Returns the result (the same array where it could work in place). Before
-    ``init_process_group``, or in a world of one process, it returns ``array``."""
-    world = _world
-    if world is None or world.size == 1:
-        return array
+def _collective(backend: Any, array: Any, call: Any) -> Any:
+    """``call(communicator, array)`` on the right communicator: NCCL for CUDA arrays when the group has it, otherwise
+    MPI, through host memory for arrays that are not NumPy's."""
     if _nccl is not None and backend.name.startswith("cuda"):
         with backend.context:
-            return _nccl.all_reduce(array, op)
+            return call(_nccl, array)
     if backend.name == "cpu":
-        return world.all_reduce(array, op)
-    return backend.from_host(world.all_reduce(backend.to_host(array).copy(), op))
+        return call(_world, array)
+    return backend.from_host(call(_world, backend.to_host(array).copy()))
+
+
+def all_reduce_array(backend: Any, array: Any, op: str = "sum") -> Any:
+    """All-reduce one array of ``backend`` (see ``_collective`` for which library carries it). Returns the result
+    (the same array where it could work in place). Before ``init_process_group``, or in a world of one process, it
+    returns ``array``."""
+    if _world is None or _world.size == 1:
+        return array
+    return _collective(backend, array, lambda communicator, a: communicator.all_reduce(a, op))
 
 
 def broadcast_array(backend: Any, array: Any, src: int = 0) -> Any:
     """``src``'s copy of ``array`` on every process (as ``all_reduce_array``, for a broadcast)."""
-    world = _world or LocalCommunicator()
-    if not 0 <= src < world.size:
-        raise ValueError(f"broadcast: src must be a rank in 0..{world.size - 1}, got {src}")
-    if world.size == 1:
+    size = 1 if _world is None else _world.size
+    if not 0 <= src < size:
+        raise ValueError(f"broadcast: src must be a rank in 0..{size - 1}, got {src}")
+    if size == 1:
         return array
-    if _nccl is not None and backend.name.startswith("cuda"):
-        with backend.context:
-            return _nccl.broadcast(array, src)
-    if backend.name == "cpu":
-        return world.broadcast(array, src)
-    return backend.from_host(world.broadcast(backend.to_host(array).copy(), src))
+    return _collective(backend, array, lambda communicator, a: communicator.broadcast(a, src))
 
 
 def _check_tensor(op: str, tensor: Any) -> None:
