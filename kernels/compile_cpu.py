@@ -70,9 +70,10 @@ def _compile_and_import(name: str) -> ModuleType:
         handle, partial = tempfile.mkstemp(prefix=f"_{name}-", suffix=suffix, dir=folder)
         os.close(handle)
         try:
-            done = subprocess.run(command(source, Path(partial)), capture_output=True, text=True, timeout=300)
+            compile_command = command(source, Path(partial))
+            done = subprocess.run(compile_command, capture_output=True, text=True, timeout=300)
             if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(command(source, Path(partial)))} failed:\n{done.stderr.strip()}")
+                raise RuntimeError(f"{' '.join(compile_command)} failed:\n{done.stderr.strip()}")
             os.replace(partial, target)  # atomic: another process sees the whole module or none
         finally:
             if os.path.exists(partial):

@@ -119,14 +119,6 @@ def _widen_piece(src: np.ndarray, out: np.ndarray) -> None:
             np.copyto(o, s)
 
 
-def _widen_compiled(src: np.ndarray, out: np.ndarray) -> None:
-    compiled.widen(src, out)
-
-
-def _narrow_compiled(src: np.ndarray, out: np.ndarray) -> None:
-    compiled.narrow(src, out)
-
-
 def widen_float16(src: np.ndarray, out: np.ndarray) -> None:
     """Write the float16 array ``src`` into the float32 array ``out`` (same shape), exactly, by moving bits.
 
@@ -139,7 +131,7 @@ def widen_float16(src: np.ndarray, out: np.ndarray) -> None:
     if out.ndim == 0:
         out[...] = src
     else:
-        _in_parallel(_widen_compiled if converter() is not None else _widen_piece, src, out)
+        _in_parallel(_widen_piece if converter() is None else compiled.widen, src, out)
 
 
 def _cast_piece(src: np.ndarray, out: np.ndarray) -> None:
@@ -150,7 +142,7 @@ def narrow(src: np.ndarray, dtype) -> np.ndarray:
     """``src.astype(dtype)`` (round to nearest even), converted on all cores."""
     out = np.empty(src.shape, dtype)
     fast = src.dtype == np.float32 and out.dtype == np.float16 and converter() is not None
-    _in_parallel(_narrow_compiled if fast else _cast_piece, src, out)
+    _in_parallel(compiled.narrow if fast else _cast_piece, src, out)
     return out
 
 
