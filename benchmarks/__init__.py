@@ -1,5 +1,5 @@
 """The benchmarks, installed as the subpackage ``tinygrad_edu.benchmarks`` (setup.cfg maps ``benchmarks/`` there,
-as ``kernels/`` is mapped to ``tinygrad_edu.kernels``). Each is also a script: ``python benchmarks/bench_mlp_step.py``.
+as ``kernels/`` is mapped to ``tinygrad_edu.backend.kernels``). Each is also a script: ``python benchmarks/bench_mlp_step.py``.
 
 * ``bench_mlp_step``: one SGD step of an MLP, the engine against the same step written by hand in NumPy;
 * ``bench_batchnorm``: batchnorm's hand-derived backward against the composed primitives, and a step with it;

@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mlp_step import import_torch, machine_info, print_table  # noqa: E402
-from tinygrad_edu.kernels.matmul_cpu import matmul_accumulate  # noqa: E402
+
+from tinygrad_edu.backend.kernels.matmul_cpu import matmul_accumulate  # noqa: E402
 
 
 def _seconds(fn, rounds: int = 1) -> float:

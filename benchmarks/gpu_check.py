@@ -78,7 +78,7 @@ def _time_ms(cupy, fn, repeats):
 def _header(cupy, peak, peak_source):
     dev = cupy.cuda.Device()
     props = cupy.cuda.runtime.getDeviceProperties(dev.id)
-    from tinygrad_edu.kernels import cuda
+    from tinygrad_edu.backend.kernels import cuda
 
     try:
         from cupy_backends.cuda.libs import nvrtc
@@ -98,7 +98,7 @@ def _header(cupy, peak, peak_source):
 
 
 def run_benchmarks(cupy, repeats, peak):
-    from tinygrad_edu.kernels import cuda
+    from tinygrad_edu.backend.kernels import cuda
 
     rows = []
     rng = cupy.random.default_rng(0)

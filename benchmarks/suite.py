@@ -60,7 +60,7 @@ def _cuda_ms(cupy, fn: Callable[[], object], repeats: int, warmup: int = 2) -> f
 def cuda_rows(cupy, n: int, repeats: int) -> list[dict]:
     """Our float16 GEMM (tensor cores, FP32 accumulation) against cupy.matmul (cuBLAS), n x n x n: target >= 70% of
     cuBLAS's throughput, i.e. a time ratio <= 1/0.7."""
-    from tinygrad_edu.kernels import cuda
+    from tinygrad_edu.backend.kernels import cuda
 
     rng = cupy.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32).astype(np.float16)

@@ -116,7 +116,7 @@ def test_scatter_add_adds_repeated_indices(device):
 
 @pytest.mark.parametrize("shapes", [((33, 300), (300, 17)), ((2, 5, 600), (600, 3)), ((300,), (300, 4)), ((520,), (520,))])
 def test_cpu_matmul_kernel_accumulates_float16_in_float32(shapes):
-    from tinygrad_edu.kernels.matmul_cpu import matmul_accumulate
+    from tinygrad_edu.backend.kernels.matmul_cpu import matmul_accumulate
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal(shapes[0]).astype(np.float16)
@@ -137,7 +137,7 @@ def test_float16_matmul_op_uses_float32_accumulation():
 
 
 def test_kernel_sources_are_found_and_missing_ones_named():
-    from tinygrad_edu import kernels
+    from tinygrad_edu.backend import kernels
 
     with pytest.raises(FileNotFoundError, match="no kernel source 'nope.cu'"):
         kernels.source("nope.cu")

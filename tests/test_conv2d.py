@@ -16,9 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_edu as tg
-from tinygrad_edu import Tensor, nn
+from tinygrad_edu import InputError, Tensor, nn
 from tinygrad_edu.nn import functional as F
-from tinygrad_edu.tensor import InputError
 from tinygrad_edu.testing import strategies as tst
 
 

@@ -23,7 +23,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from tinygrad_edu.kernels import cuda
+
+from tinygrad_edu.backend.kernels import cuda
 
 EMULATOR = Path(__file__).parent / "cuda_emulator"
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"

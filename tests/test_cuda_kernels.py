@@ -5,7 +5,7 @@ launches (skipped where nvcc is missing); NVRTC compiles every source with the h
 CuPy is installed: proves the pip wheels' headers suffice); the stride logic that decides how an operand is passed.
 
 With a GPU (``gpu`` marker): each kernel against float64 and against the CPU kernel
-(``tinygrad_edu.kernels.matmul_cpu``), and autograd through float16 Tensors on device "cuda".
+(``tinygrad_edu.backend.kernels.matmul_cpu``), and autograd through float16 Tensors on device "cuda".
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tinygrad_edu.kernels import cuda, matmul_cpu, source
 
-KERNEL_DIR = Path(cuda.__file__).parent
+from tinygrad_edu.backend.kernels import cuda, matmul_cpu, source
+
+KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels"
 ARCHS = ("75", "80", "90")
 NVCC = shutil.which("nvcc")
 ROOT = Path(__file__).resolve().parents[1]

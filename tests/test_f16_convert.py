@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from tinygrad_edu.kernels import compile_cpu, matmul_cpu
+
+from tinygrad_edu.backend.kernels import compile_cpu, matmul_cpu
 
 compiled = matmul_cpu.converter()
 needs_extension = pytest.mark.skipif(compiled is None, reason="kernels/f16_convert.c could not be compiled here")
@@ -43,7 +44,7 @@ def test_a_failed_compilation_falls_back_and_says_why(tmp_path, monkeypatch):
 
 @needs_extension
 def test_the_compiled_module_is_cached_and_found_by_the_next_process(tmp_path):
-    code = ("from tinygrad_edu.kernels import compile_cpu as c; m = c.load('f16_convert'); "
+    code = ("from tinygrad_edu.backend.kernels import compile_cpu as c; m = c.load('f16_convert'); "
             "print(m.__file__ if m else c.errors)")
     env = {**os.environ, "TINYGRAD_EDU_CACHE": str(tmp_path)}
     first, second = (subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -76,7 +76,7 @@ FLOAT16_GEMMS = {  # name: (build inputs, forward)
 
 @pytest.mark.parametrize("name", FLOAT16_GEMMS)
 def test_float16_layers_accumulate_in_float32_in_forward_and_both_backward_gemms(name, monkeypatch):
-    from tinygrad_edu.kernels import matmul_cpu
+    from tinygrad_edu.backend.kernels import matmul_cpu
 
     calls = []
     kernel = matmul_cpu.matmul_accumulate

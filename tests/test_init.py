@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import tinygrad_edu as tg
-from tinygrad_edu import nn
+from tinygrad_edu import InputError, nn
 from tinygrad_edu.nn import init
-from tinygrad_edu.tensor import InputError
 
 
 def weight(shape, device="cpu", dtype="float32"):

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tinygrad_edu.kernels import matmul_cpu
-from tinygrad_edu.kernels.matmul_cpu import dot_accumulate, matmul_accumulate, widen_float16
+
+from tinygrad_edu.backend.kernels import matmul_cpu
+from tinygrad_edu.backend.kernels.matmul_cpu import dot_accumulate, matmul_accumulate, widen_float16
 
 U32 = 2.0**-24  # float32 unit round-off
 

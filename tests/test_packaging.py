@@ -1,8 +1,9 @@
-"""A non-editable install ships the kernels inside the package, and nothing else at the top level."""
+"""A non-editable install ships the kernel sources inside the package, and nothing else at the top level."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,8 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source") / "checkout"  # a clean copy: no build/ left by an earlier build
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", ".venv",
+                                                               "__pycache__", ".hypothesis", ".pytest_cache"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(source)],
         check=True, capture_output=True, text=True,
     )
     (path,) = out.glob("tinygrad_edu-*.whl")
@@ -26,10 +30,10 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_ships_kernels_inside_the_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "tinygrad_edu/kernels/__init__.py" in names
-    assert "tinygrad_edu/kernels/matmul_cpu.py" in names
-    for kernel in (ROOT / "kernels").glob("*.cu"):
-        assert f"tinygrad_edu/kernels/{kernel.name}" in names
+    assert "tinygrad_edu/backend/kernels/matmul_cpu.py" in names  # the Python side: an ordinary subpackage
+    sources = sorted(p.name for p in (ROOT / "kernels").iterdir())
+    assert sources and all(name.endswith((".cu", ".c")) for name in sources)  # kernels/ holds only sources
+    assert sorted(n.split("/")[-1] for n in names if n.startswith("tinygrad_edu/kernels/")) == sources
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"tinygrad_edu", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
 
@@ -41,10 +45,10 @@ def test_installed_package_finds_its_kernels_away_from_the_checkout(wheel, tmp_p
         check=True, capture_output=True, text=True,
     )
     code = (
-        "import tinygrad_edu, tinygrad_edu.kernels as k, numpy as np\n"
+        "import tinygrad_edu, tinygrad_edu.backend.kernels as k, numpy as np\n"
         f"assert tinygrad_edu.__file__.startswith({str(target)!r}), tinygrad_edu.__file__\n"
         "a = tinygrad_edu.Tensor(np.ones((3, 700), dtype=np.float16))\n"
-        "print((a @ a.T).numpy()[0, 0], k.__file__)\n"
+        "print((a @ a.T).numpy()[0, 0], k.source_path('gemm_fp16.cu'))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target), "PYTHONNOUSERSITE": "1"}
     result = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.append({str(_site_packages())!r})\n" + code],

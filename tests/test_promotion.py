@@ -1,4 +1,4 @@
-"""The dtype promotion rule (tinygrad_edu/ops/arithmetic.py), on every device.
+"""The dtype promotion rule (tinygrad_edu/dtypes.py), on every device.
 
 The expected dtypes are written here independently of the implementation, from PyTorch's rule: categories
 bool < integer < floating; within a category the wider dtype; Python numbers and 0-d tensors only promote across
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tinygrad_edu as tg
-from tinygrad_edu.ops.arithmetic import result_type
+from tinygrad_edu.dtypes import result_type
 
 DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64"]
 CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}

@@ -3,15 +3,27 @@
     from tinygrad_edu import Tensor, Function, no_grad, gradcheck, set_default_device
 
 Tensors live on a device (``"cpu"`` with NumPy, ``"cuda"`` with CuPy); ``TINYGRAD_EDU_DEVICE=cuda`` moves a whole
-program to the GPU.
+program to the GPU. The package in layers, each built on the ones before it:
+
+* core: ``backend/`` (devices and their array namespaces), ``autograd/`` (the tape), ``ops/`` (the primitive ops),
+  ``tensor.py`` (the Tensor), with ``dtypes.py``, ``functions.py``, ``creation.py``, ``arguments.py``;
+* library: ``nn/`` (layers: functional, modules, init), ``optim/``, ``amp/`` (mixed precision), ``distributed/``;
+* tools: ``gradcheck.py``, ``testing/`` (Hypothesis strategies and the registry of differentiable ops);
+* apps: ``cli.py``, ``train.py``, ``datasets.py``, ``serialization.py``, ``examples/``.
 """
 
-import os as _os
-
-import numpy as _np
-
 from tinygrad_edu import amp, autograd, datasets, distributed
-from tinygrad_edu.autograd import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
+from tinygrad_edu.autograd import (
+    AnomalyError,
+    Function,
+    InplaceModificationError,
+    InputError,
+    detect_anomaly,
+    is_anomaly_enabled,
+    is_grad_enabled,
+    no_grad,
+    set_detect_anomaly,
+)
 from tinygrad_edu.backend import (
     DeviceUnavailableError,
     cuda_is_available,
@@ -23,6 +35,8 @@ from tinygrad_edu.backend import (
     set_rng_state,
 )
 from tinygrad_edu.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
+from tinygrad_edu.dtypes import bool_, float16, float32, float64, int32, int64
+from tinygrad_edu.functions import cat, concatenate, maximum, minimum, split, stack, where
 from tinygrad_edu.gradcheck import (
     GradcheckError,
     GradcheckReport,
@@ -32,44 +46,16 @@ from tinygrad_edu.gradcheck import (
     gradcheck_module,
 )
 from tinygrad_edu.serialization import CheckpointError, load, save
-from tinygrad_edu.tensor import (
-    AnomalyError,
-    Function,
-    InplaceModificationError,
-    InputError,
-    Tensor,
-    cat,
-    concatenate,
-    is_grad_enabled,
-    maximum,
-    minimum,
-    no_grad,
-    split,
-    stack,
-    where,
-)
-
-float16 = _np.dtype("float16")
-float32 = _np.dtype("float32")
-float64 = _np.dtype("float64")
-int32 = _np.dtype("int32")
-int64 = _np.dtype("int64")
-bool_ = _np.dtype("bool")
+from tinygrad_edu.tensor import Tensor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DeviceUnavailableError", "Function", "amp", "autograd", "detect_anomaly", "set_detect_anomaly",
-    "is_anomaly_enabled", "AnomalyError", "InplaceModificationError", "GradcheckError", "InputError", "GradcheckReport", "NonDifferentiablePointError", "Tensor", "arange", "bool_", "cat", "check_gradients", "concatenate",
-    "cuda_is_available", "datasets", "distributed", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "gradcheck", "gradcheck_module",
-    "int32", "int64", "is_grad_enabled", "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand",
-    "randn", "set_default_device", "CheckpointError", "get_rng_state", "load", "save", "set_rng_state", "split", "stack", "where", "zeros", "zeros_like",
+    "AnomalyError", "CheckpointError", "DeviceUnavailableError", "Function", "GradcheckError", "GradcheckReport",
+    "InplaceModificationError", "InputError", "NonDifferentiablePointError", "Tensor", "amp", "arange", "autograd",
+    "bool_", "cat", "check_gradients", "concatenate", "cuda_is_available", "datasets", "detect_anomaly",
+    "distributed", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "get_rng_state",
+    "gradcheck", "gradcheck_module", "int32", "int64", "is_anomaly_enabled", "is_grad_enabled", "load",
+    "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand", "randn", "save",
+    "set_default_device", "set_detect_anomaly", "set_rng_state", "split", "stack", "where", "zeros", "zeros_like",
 ]
-
-# kernels/ sits at the repository root and is installed as the subpackage tinygrad_edu.kernels. When the package is
-# imported straight from a source checkout that was not installed in editable mode, find the kernels there.
-_checkout_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if not _os.path.isdir(_os.path.join(__path__[0], "kernels")) and _os.path.isfile(
-    _os.path.join(_checkout_root, "kernels", "__init__.py")
-):
-    __path__.append(_checkout_root)

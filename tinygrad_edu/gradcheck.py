@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.autograd import no_grad
 from tinygrad_edu.backend import manual_seed
-from tinygrad_edu.tensor import Tensor, no_grad
+from tinygrad_edu.tensor import Tensor
 
 
 class GradcheckError(AssertionError):

@@ -45,10 +45,12 @@ import numpy as np
 
 import tinygrad_edu
 from tinygrad_edu import ops
+from tinygrad_edu.autograd import Function
 from tinygrad_edu.distributed.parallel import _GradientSink
+from tinygrad_edu.functions import concatenate, maximum, minimum, split, stack, where
 from tinygrad_edu.gradcheck import GradcheckReport, check_gradients
 from tinygrad_edu.nn import functional as F
-from tinygrad_edu.tensor import Function, Tensor, concatenate, maximum, minimum, split, stack, where
+from tinygrad_edu.tensor import Tensor
 
 __all__ = [
     "Differentiable", "REGISTRY", "TOLERANCES", "UNREGISTERED", "all_functions", "entries", "register", "uncovered",
@@ -117,6 +119,8 @@ REGISTRY: dict[str, Differentiable] = {}
 UNREGISTERED: dict[str, str] = {
     "tinygrad_edu.ops.conversion.ToDevice": "needs two devices; gradchecked between 'cpu' and 'strict' in "
     "tests/test_ops_gradients.py",
+    "tinygrad_edu.nn.functional.batch_norm.FusedBatchNormFunction": "needs a backend with fused float16 kernels "
+    "(CUDA); checked against the float64 closed form on a GPU in tests/test_cuda_kernels.py",
 }
 
 
@@ -157,9 +161,9 @@ def all_functions() -> list[type[Function]]:
     # the package's own folder (its __path__ may also hold the checkout root, for kernels/: see __init__), and the
     # kernels subpackage wherever it lives
     folders = [(os.path.dirname(tinygrad_edu.__file__), "tinygrad_edu.")]
-    kernels = importlib.util.find_spec("tinygrad_edu.kernels")
+    kernels = importlib.util.find_spec("tinygrad_edu.backend.kernels")
     if kernels is not None and kernels.submodule_search_locations:
-        folders += [(folder, "tinygrad_edu.kernels.") for folder in kernels.submodule_search_locations]
+        folders += [(folder, "tinygrad_edu.backend.kernels.") for folder in kernels.submodule_search_locations]
     for folder, prefix in folders:
         for module in pkgutil.walk_packages([folder], prefix):
             if module.name.rsplit(".", 1)[-1] == "__main__":
@@ -692,7 +696,7 @@ register(
 register(
     "sync_batch_norm",
     lambda x, w, b: (F.SyncBatchNormFunction.apply(x, w, b, running_mean=_running_stats(x)[0].data, momentum=0.2),
-                     F.SyncBatchNormFunction.apply(x)),
+                     F.SyncBatchNormFunction.apply(x, 1.0, 0.0)),
     _batch_norm_inputs,
     (F.SyncBatchNormFunction,),
     "synchronized batchnorm in a world of one process (the all-reduces return their input); across 2 and 4 MPI "

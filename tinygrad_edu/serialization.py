@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.backend import backend_of
+
 __all__ = ["CheckpointError", "FORMAT", "VERSION", "load", "save"]
 
 FORMAT = "tinygrad_edu.checkpoint"
@@ -81,7 +83,7 @@ class _Encoder:
 
     def encode(self, obj: Any, where: str) -> dict[str, Any]:
         from tinygrad_edu.nn.modules.module import Module, Parameter
-        from tinygrad_edu.tensor import Tensor, _backend_of
+        from tinygrad_edu.tensor import Tensor
 
         if obj is None:
             return {"t": "none"}
@@ -112,7 +114,7 @@ class _Encoder:
         if isinstance(obj, (list, tuple)):
             items = [self.encode(value, f"{where}[{i}]") for i, value in enumerate(obj)]
             return {"t": "tuple" if isinstance(obj, tuple) else "list", "items": items}
-        backend = _backend_of(obj)
+        backend = backend_of(obj)
         if backend is not None:  # a device array (CuPy, array_api_strict): its host copy
             return self._array_node("array", backend.to_host(obj), where)
         if isinstance(obj, Module):

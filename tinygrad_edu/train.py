@@ -44,10 +44,11 @@ import numpy as np
 
 from tinygrad_edu import amp, datasets, nn
 from tinygrad_edu import distributed as dist
+from tinygrad_edu.autograd import no_grad
 from tinygrad_edu.backend import get_backend, get_default_device, manual_seed
 from tinygrad_edu.nn import functional as F
 from tinygrad_edu.optim import SGD, lr_scheduler
-from tinygrad_edu.tensor import Tensor, no_grad
+from tinygrad_edu.tensor import Tensor
 
 NORMS = ("batch", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "crelu", "elu", "maxout")

@@ -10,13 +10,17 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from tinygrad_edu.backend.base import DEFAULT_SEED, Backend
-from tinygrad_edu.backend.cupy_backend import DeviceUnavailableError
+from tinygrad_edu.backend.cupy_backend import CupyBackend, DeviceUnavailableError
+from tinygrad_edu.backend.numpy_backend import NumpyBackend
+from tinygrad_edu.backend.strict_backend import StrictBackend
 
 __all__ = [
     "Backend",
     "DeviceUnavailableError",
+    "backend_of",
     "get_backend",
     "get_default_device",
     "set_default_device",
@@ -53,20 +57,23 @@ def get_backend(device: str | None = None) -> Backend:
     backend = _backends.get(name)
     if backend is None:
         if name == "cpu":
-            from tinygrad_edu.backend.numpy_backend import NumpyBackend
-
             backend = NumpyBackend()
         elif name == "strict":
-            from tinygrad_edu.backend.strict_backend import StrictBackend
-
             backend = StrictBackend()
         else:
-            from tinygrad_edu.backend.cupy_backend import CupyBackend
-
             backend = CupyBackend(int(name.split(":")[1]))
         backend.manual_seed(_seed)
         _backends[name] = backend
     return backend
+
+
+def backend_of(data: Any) -> Backend | None:
+    """The backend that owns ``data`` if it is a device array (CuPy's, array_api_strict's); None for host data."""
+    for kind in (CupyBackend, StrictBackend):
+        device = kind.device_of(data)
+        if device is not None:
+            return get_backend(device)
+    return None
 
 
 def get_default_device() -> str:

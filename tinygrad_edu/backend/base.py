@@ -4,8 +4,9 @@ The core never imports NumPy or CuPy for its math. Every op asks its tensor's ba
 
 * ``xp``: an array namespace that follows the Python array API standard
   (https://data-apis.org/array-api/), so ``xp.exp``, ``xp.matmul``, ``xp.sum`` ... work the same on every backend;
-* a few extras the standard lacks, documented below: random numbers, scatter-add, host transfer, and a hook for
-  kernels (matmul with an accumulation dtype).
+* a few extras the standard lacks, documented below: random numbers, scatter-add, host transfer, and the fast paths
+  an op may take: ``matmul`` (float16 accumulated in float32: the kernels), ``sum_per_channel`` (a sum as BLAS
+  products) and ``kernel(name)`` (a fused kernel, where the backend has it).
 
 A backend is one device: ``"cpu"`` (NumPy), ``"cuda:0"`` (CuPy), ``"strict"`` (array_api_strict on a non-CPU
 device, used by the test suite to prove that no NumPy-only call hides in the core).
@@ -63,6 +64,12 @@ class Backend:
         """True when ``array`` is an array of this backend's library on this backend's device."""
         raise NotImplementedError
 
+    @staticmethod
+    def device_of(array: Any) -> str | None:
+        """The device string of ``array`` if it is an array of this kind of backend (``Tensor(cupy_array)`` stays
+        on its GPU), else None. Host data (NumPy arrays, lists, numbers) belongs to no device."""
+        return None
+
     # -- dtypes ----------------------------------------------------------------------------------------------
     def dtype(self, dtype: Any) -> Any:
         """The namespace's dtype object for a NumPy dtype or name (``float32`` -> ``xp.float32``); the namespace's
@@ -119,6 +126,34 @@ class Backend:
     def scatter_add(self, target: Any, index: Any, values: Any) -> None:
         """``target[index] += values`` in place, adding repeated indices (unlike ``target[index] += values``)."""
         raise NotImplementedError
+
+    def sum_per_channel(self, a: Any) -> Any:
+        """Σ over every axis of ``a`` but axis 1: the (C,) vector of per-channel sums of an (N, C, ...) array (the
+        statistics and gradients of batch normalization, the gradient of a bias).
+
+        Computed as products with vectors of ones, ``1ᵀ A`` for (N, C) (after ``(N, C, L) @ 1`` over the positions
+        L for more axes): BLAS does them several times faster than a strided ``xp.sum``, and ``matmul`` accumulates
+        float16 in float32.
+        """
+        if a.ndim > 2:
+            a = self.xp.reshape(a, (a.shape[0], a.shape[1], -1))
+            a = self.matmul(a, self._ones(a.shape[2], a.dtype))
+        return self.matmul(self._ones(a.shape[0], a.dtype), a)
+
+    def _ones(self, n: int, dtype: Any) -> Any:
+        """A vector of n ones on this device, kept from one call to the next (it is only ever read)."""
+        cache = self.__dict__.setdefault("_ones_cache", {})
+        ones = cache.get((n, dtype))
+        if ones is None:
+            if len(cache) > 64:  # batch sizes come and go: keep the cache small
+                cache.clear()
+            ones = cache[n, dtype] = self.xp.ones(n, dtype=dtype, device=self.device)
+        return ones
+
+    def kernel(self, name: str) -> Any:
+        """The fused kernel ``name`` of this backend (a function of arrays), or None where it has none: an op then
+        takes its plain path. Kernels: ``"batch_norm_fp16_forward"`` and ``"batch_norm_fp16_backward"`` (CUDA)."""
+        return None
 
     def matmul(self, a: Any, b: Any) -> Any:
         """Matrix product that accumulates low-precision inputs in float32 (the kernel hook).

@@ -6,6 +6,7 @@ CUDA driver: ``pip install "tinygrad_edu[cuda12]"`` or ``"tinygrad_edu[cuda13]"`
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,11 @@ class CupyBackend(Backend):
     def owns(self, array: Any) -> bool:
         return isinstance(array, self._cupy.ndarray) and array.device.id == self.device.id
 
+    @staticmethod
+    def device_of(array: Any) -> str | None:
+        cupy = sys.modules.get("cupy")  # a CuPy array exists only once CuPy was imported
+        return f"cuda:{array.device.id}" if cupy is not None and isinstance(array, cupy.ndarray) else None
+
     def manual_seed(self, seed):
         with self.device:
             self.rng = self._cupy.random.RandomState(seed)
@@ -92,23 +98,17 @@ class CupyBackend(Backend):
         """float16 operands with a float32 accumulator: the tensor-core GEMM (or its SIMT fallback), in both the
         forward and the backward GEMMs of ``@``, ``linear`` and ``conv2d``; other dtypes: the base class."""
         if a.dtype == self.float16 and b.dtype == self.float16 and np.dtype(accumulate_dtype) == np.float32:
-            from tinygrad_edu.kernels import cuda
+            from tinygrad_edu.backend.kernels import cuda
 
             with self.device:
                 return cuda.matmul_fp16(a, b, out_dtype=np.float16)
         return super().matmul_accumulate(a, b, accumulate_dtype)
 
-    def batch_norm_fp16_forward(self, x, weight, bias, eps):
-        """Fused training-mode batch normalization of float16 x: (y, mean, biased var, inv_std). Used by
-        ``BatchNormFunction`` for float16 input on this backend (kernels/batchnorm_fp16.cu)."""
-        from tinygrad_edu.kernels import cuda
+    def kernel(self, name):
+        """``"batch_norm_fp16_forward"``, ``"batch_norm_fp16_backward"``: fused training-mode batch normalization of
+        float16 x, statistics in float32 (kernels/batchnorm_fp16.cu; ``FusedBatchNormFunction`` calls them)."""
+        if name not in ("batch_norm_fp16_forward", "batch_norm_fp16_backward"):
+            return None
+        from tinygrad_edu.backend.kernels import cuda
 
-        with self.device:
-            return cuda.batch_norm_fp16_forward(x, weight, bias, eps)
-
-    def batch_norm_fp16_backward(self, x, dy, mean, inv_std, weight):
-        """Its backward: (dx float16, dγ float32, dβ float32)."""
-        from tinygrad_edu.kernels import cuda
-
-        with self.device:
-            return cuda.batch_norm_fp16_backward(x, dy, mean, inv_std, weight)
+        return getattr(cuda, name)

@@ -45,6 +45,6 @@ class NumpyBackend(Backend):
         np.add.at(target, index, values)
 
     def matmul_accumulate(self, a, b, accumulate_dtype):
-        from tinygrad_edu.kernels import matmul_cpu
+        from tinygrad_edu.backend.kernels import matmul_cpu
 
         return matmul_cpu.matmul_accumulate(a, b, accumulate_dtype)

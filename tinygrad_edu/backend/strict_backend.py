@@ -10,6 +10,7 @@ would do them in a kernel. It has no float16: the standard does not require it.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,11 @@ class StrictBackend(Backend):
 
     def owns(self, array: Any) -> bool:
         return isinstance(array, self._array_type) and array.device == self.device
+
+    @staticmethod
+    def device_of(array: Any) -> str | None:
+        module = sys.modules.get("array_api_strict")  # its arrays exist only once it was imported
+        return "strict" if module is not None and isinstance(array, module._array_object.Array) else None
 
     def manual_seed(self, seed):
         self.rng = np.random.default_rng(seed)

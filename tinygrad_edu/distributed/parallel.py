@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu import tensor as _tensor
-from tinygrad_edu.autograd import queue_callback
+from tinygrad_edu.autograd import Function, engine, is_grad_enabled, no_grad, queue_callback
 from tinygrad_edu.distributed import process_group as pg
 from tinygrad_edu.nn.modules.module import Module
-from tinygrad_edu.tensor import Function, Tensor, is_grad_enabled, no_grad
+from tinygrad_edu.tensor import Tensor
 
 
 class _GradientSink(Function):
@@ -93,18 +92,15 @@ class _Reducer:
                 bucket.append(p)
                 size += p.numel()
             self.buckets.append(_Bucket(bucket, wire))
-        self.queued_in = None  # the callback list of the backward pass the reduction is queued in
         self.stats = {"reductions": 0, "calls": 0, "bytes": 0, "seconds": 0.0}
 
     def queue(self) -> None:
         """Queue the reduction at the end of the running backward pass, once however many outputs carry the sink
         (a pass that raised leaves its list behind: the next pass queues again)."""
-        if self.queued_in is not _tensor._backward_callbacks:
-            self.queued_in = _tensor._backward_callbacks
+        if self.reduce not in engine.queued_callbacks():
             queue_callback(self.reduce)
 
     def reduce(self) -> None:
-        self.queued_in = None
         start = time.perf_counter()
         xp, size = self.backend.xp, pg.get_world_size()
         for bucket in self.buckets:

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.tensor import InputError, Tensor, no_grad
+from tinygrad_edu.autograd import InputError, no_grad
+from tinygrad_edu.tensor import Tensor
 
 __all__ = [
     "calculate_gain", "calculate_fan_in_and_fan_out", "uniform_", "normal_", "zeros_", "ones_", "constant_",

@@ -42,21 +42,6 @@ def unbroadcast(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
     return xp.reshape(accumulating_sum(xp, grad, axis=axes, keepdims=True), shape)
 
 
-_ones_cache: dict = {}
-
-
-def ones_vector(ctx: Any, n: int, dtype: Any) -> Any:
-    """A vector of n ones on the op's device, for sums written as products (Σ_rows G = 1ᵀ G: BLAS does them several
-    times faster than a strided ``xp.sum``). Kept from one call to the next: it is only ever read."""
-    key = (ctx.backend.name, n, dtype)
-    ones = _ones_cache.get(key)
-    if ones is None:
-        if len(_ones_cache) > 64:  # batch sizes come and go: keep the cache small
-            _ones_cache.clear()
-        ones = _ones_cache[key] = ctx.xp.ones(n, dtype=dtype, device=ctx.backend.device)
-    return ones
-
-
 def shape_of(value: Any) -> tuple[int, ...] | None:
     """The shape of an array operand, None for a Python scalar (which gets no gradient)."""
     return tuple(value.shape) if hasattr(value, "shape") else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinygrad_edu.tensor import Function
+from tinygrad_edu.autograd import Function
 
 
 class Cast(Function):

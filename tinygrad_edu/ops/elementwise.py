@@ -9,9 +9,8 @@ stays NaN where x <= 0 (PyTorch zeroes it).
 
 from __future__ import annotations
 
-from tinygrad_edu.ops.arithmetic import Promoting
+from tinygrad_edu.autograd import Function
 from tinygrad_edu.ops.broadcast import shape_of, unbroadcast
-from tinygrad_edu.tensor import Function, InputError
 
 
 class Exp(Function):
@@ -133,8 +132,6 @@ class Clip(Function):
 
     @staticmethod
     def forward(ctx, x, min=None, max=None):  # noqa: A002
-        if min is not None and max is not None and min > max:
-            raise InputError(f"Clip: min ({min}) is greater than max ({max})")
         ctx.save_for_backward(x)
         ctx.bounds = min, max
         return ctx.xp.clip(x, min, max)
@@ -151,51 +148,45 @@ class Clip(Function):
         return g
 
 
-def _tie_split(xp, a, b, z, g, shape_a, shape_b, needs):
-    """Gradients of z = max(a, b) or min(a, b): the chosen input gets g, tied inputs g / 2 each."""
-    a_wins = xp.astype(a == z, g.dtype)
-    b_wins = xp.astype(b == z, g.dtype)
-    share = g / (a_wins + b_wins)
-    return (unbroadcast(xp, share * a_wins, shape_a) if needs[0] else None,
-            unbroadcast(xp, share * b_wins, shape_b) if needs[1] else None)
+class _PairExtremum(Function):
+    """z = max(a, b) (or min) elementwise;  the chosen input gets g, tied inputs g / 2 each (which is also what
+    central differences measure)."""
 
-
-class Maximum(Promoting, Function):
-    """z = max(a, b) elementwise;  the larger input gets g, ties split it."""
+    pick = ""  #: the namespace's function: "maximum" or "minimum"
 
     @staticmethod
     def forward(ctx, a, b):
-        z = ctx.xp.maximum(a, b)
+        z = getattr(ctx.xp, ctx.pick)(a, b)
         ctx.save_for_backward(a, b, z)
         ctx.shapes = shape_of(a), shape_of(b)
         return z
 
     @staticmethod
     def backward(ctx, g):
+        xp = ctx.xp
         a, b, z = ctx.saved_tensors
-        return _tie_split(ctx.xp, a, b, z, g, *ctx.shapes, ctx.needs_input_grad)
+        a_wins = xp.astype(a == z, g.dtype)
+        b_wins = xp.astype(b == z, g.dtype)
+        share = g / (a_wins + b_wins)
+        a_shape, b_shape = ctx.shapes
+        return (unbroadcast(xp, share * a_wins, a_shape) if ctx.needs_input_grad[0] else None,
+                unbroadcast(xp, share * b_wins, b_shape) if ctx.needs_input_grad[1] else None)
 
 
-class Minimum(Promoting, Function):
-    """z = min(a, b) elementwise;  the smaller input gets g, ties split it."""
+class Maximum(_PairExtremum):
+    """z = max(a, b) elementwise;  the larger input gets g, ties split it (see ``_PairExtremum``)."""
 
-    @staticmethod
-    def forward(ctx, a, b):
-        z = ctx.xp.minimum(a, b)
-        ctx.save_for_backward(a, b, z)
-        ctx.shapes = shape_of(a), shape_of(b)
-        return z
-
-    @staticmethod
-    def backward(ctx, g):
-        a, b, z = ctx.saved_tensors
-        return _tie_split(ctx.xp, a, b, z, g, *ctx.shapes, ctx.needs_input_grad)
+    pick = "maximum"
 
 
-class Where(Promoting, Function):
+class Minimum(_PairExtremum):
+    """z = min(a, b) elementwise;  the smaller input gets g, ties split it (see ``_PairExtremum``)."""
+
+    pick = "minimum"
+
+
+class Where(Function):
     """z = a where condition else b;  dL/da = g where condition, dL/db = g elsewhere (the condition gets none)."""
-
-    promote_from = 1  # a and b are promoted; the condition stays bool
 
     @staticmethod
     def forward(ctx, condition, a, b):

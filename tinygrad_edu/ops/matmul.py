@@ -10,12 +10,11 @@ kernel hook (``backend.matmul``), which accumulates float16 operands in float32.
 
 from __future__ import annotations
 
-from tinygrad_edu.ops.arithmetic import Promoting
+from tinygrad_edu.autograd import Function
 from tinygrad_edu.ops.broadcast import unbroadcast
-from tinygrad_edu.tensor import Function, InputError
 
 
-def _batch_shape(a_shape, b_shape):
+def batch_shape(a_shape, b_shape):
     """Broadcast the batch axes of two matmul operands, or None if they do not broadcast."""
     out = []
     for i in range(1, max(len(a_shape), len(b_shape)) + 1):
@@ -27,23 +26,16 @@ def _batch_shape(a_shape, b_shape):
     return tuple(reversed(out))
 
 
-class MatMul(Promoting, Function):
+class MatMul(Function):
     """Z = A @ B;  dL/dA = G Bᵀ,  dL/dB = Aᵀ G (summed over broadcast batch axes)."""
 
     @staticmethod
     def forward(ctx, a, b):
         xp = ctx.xp
-        if not hasattr(b, "shape") or a.ndim == 0 or b.ndim == 0:
-            raise InputError("MatMul: both operands must be tensors with at least one dimension; use * for scalars")
         # promote 1-D operands to matrices: (K,) @ ... is (1, K) @ ..., ... @ (K,) is ... @ (K, 1)
         a2 = xp.reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
         b2 = xp.reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
-        batch = _batch_shape(a2.shape[:-2], b2.shape[:-2])
-        if a2.shape[-1] != b2.shape[-2] or batch is None:
-            raise InputError(
-                f"MatMul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: "
-                f"(..., M, K) @ (..., K, N) needs equal K and broadcastable batch axes"
-            )
+        batch = batch_shape(a2.shape[:-2], b2.shape[:-2])  # the Tensor's @ checked that the shapes fit
         ctx.save_for_backward(a2, b2)
         ctx.a_shape, ctx.b_shape = tuple(a.shape), tuple(b.shape)
         ctx.z2_shape = batch + (a2.shape[-2], b2.shape[-1])

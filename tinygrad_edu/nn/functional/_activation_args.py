@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from tinygrad_edu.tensor import InputError
+from tinygrad_edu.autograd import InputError
 
 
 def check_float(ctx: Any, op: str, name: str, x: Any) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from tinygrad_edu.tensor import InputError, Tensor
+from tinygrad_edu.autograd import InputError
+from tinygrad_edu.tensor import Tensor
 
 
 def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinygrad_edu.autograd import InputError
 from tinygrad_edu.nn.functional._pooling import check_input
-from tinygrad_edu.tensor import InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002 - PyTorch's name

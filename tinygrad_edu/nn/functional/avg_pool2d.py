@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinygrad_edu.autograd import Function
 from tinygrad_edu.nn.functional._pooling import check_input, cropped, geometry, padded, window
-from tinygrad_edu.tensor import Function, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class AvgPool2dFunction(Function):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numbers
 
+from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.ops.broadcast import accumulating_sum
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class Conv2dFunction(Function):

@@ -3,8 +3,9 @@ neural networks via concatenated rectified linear units"): keep both the positiv
 
 from __future__ import annotations
 
+from tinygrad_edu.autograd import Function
 from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
-from tinygrad_edu.tensor import Function, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class CRelu(Function):

@@ -3,9 +3,10 @@ DropConnect"): a linear layer whose individual WEIGHTS (connections) are dropped
 
 from __future__ import annotations
 
+from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.nn.functional.dropout import check_float_input, check_p
 from tinygrad_edu.nn.functional.linear import linear
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class DropConnectLinearFunction(Function):

@@ -4,8 +4,9 @@ barely regularizes; dropping whole channels does."""
 
 from __future__ import annotations
 
+from tinygrad_edu.autograd import InputError
 from tinygrad_edu.nn.functional.dropout import DropoutFunction, check_float_input, check_p
-from tinygrad_edu.tensor import InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class Dropout2dFunction(DropoutFunction):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.tensor import Tensor
 
 
 class LayerNormFunction(Function):

@@ -3,8 +3,9 @@ models"): a small slope on the negative side keeps a unit's gradient alive where
 
 from __future__ import annotations
 
+from tinygrad_edu.autograd import Function
 from tinygrad_edu.nn.functional._activation_args import check_float, check_number
-from tinygrad_edu.tensor import Function, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class LeakyRelu(Function):

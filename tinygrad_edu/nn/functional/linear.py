@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tinygrad_edu.ops.arithmetic import promote
-from tinygrad_edu.ops.broadcast import ones_vector
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu import dtypes
+from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.tensor import Tensor
 
 
 class LinearFunction(Function):
@@ -12,26 +12,16 @@ class LinearFunction(Function):
 
     With G = dL/dy and x, G flattened to matrices X (n, in), G (n, out) over the leading axes:
 
-        dL/dx = G W            dL/dW = Gᵀ X            dL/db = Σ_rows G = 1ᵀ G
+        dL/dx = G W            dL/dW = Gᵀ X            dL/db = Σ_rows G
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-            raise InputError(
-                f"linear: input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)} "
-                "(expected input (..., in_features) and weight (out_features, in_features))"
-            )
-        if bias is not None and (bias.ndim != 1 or bias.shape[0] != weight.shape[0]):
-            raise InputError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
         ctx.save_for_backward(x, weight)
         y = ctx.backend.matmul(x, weight.T)
-        if bias is None:
-            return y
-        if y.dtype == bias.dtype:
+        if bias is not None:
             y += bias  # y is a new array: add in place, saving an allocation
-            return y
-        return y + bias
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -41,19 +31,22 @@ class LinearFunction(Function):
         if g.ndim != 2:  # (..., out) -> (n, out): every leading position is a row
             g, x = xp.reshape(g, (-1, g.shape[-1])), xp.reshape(x, (-1, x.shape[-1]))
         grad_w = ctx.backend.matmul(g.T, x)
-        grad_b = None
-        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:  # Σ_rows G as the product 1ᵀ G (BLAS: fast)
-            grad_b = ctx.backend.matmul(ones_vector(ctx, g.shape[0], g.dtype), g)
+        grad_b = ctx.backend.sum_per_channel(g) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` (``torch.nn.functional.linear``). Mixed dtypes follow the promotion rule of ``@``
-    (``tinygrad_edu.ops.arithmetic``); PyTorch requires one dtype here."""
-    if isinstance(x, Tensor) and isinstance(weight, Tensor) and (
-            x.dtype != weight.dtype or (bias is not None and getattr(bias, "dtype", None) != x.dtype)):
-        (x, weight, *rest), _, _ = promote("linear", (x, weight) + ((bias,) if bias is not None else ()))
-        bias = rest[0] if rest else None
+    (``tinygrad_edu.dtypes``); PyTorch requires one dtype here."""
+    if isinstance(x, Tensor) and isinstance(weight, Tensor):
+        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+            raise InputError(f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
+                             "(expected input (..., in_features) and weight (out_features, in_features))")
+        if bias is not None and (bias.ndim != 1 or bias.shape[0] != weight.shape[0]):
+            raise InputError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
+        if x.dtype != weight.dtype or (bias is not None and getattr(bias, "dtype", None) != x.dtype):
+            (x, weight, *rest), _, _ = dtypes.promote("linear", (x, weight) + ((bias,) if bias is not None else ()))
+            bias = rest[0] if rest else None
     if bias is None:
         return LinearFunction.apply(x, weight)
     return LinearFunction.apply(x, weight, bias)

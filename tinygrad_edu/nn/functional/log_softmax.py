@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinygrad_edu.autograd import Function
 from tinygrad_edu.nn.functional._activation_args import check_float
 from tinygrad_edu.nn.functional.softmax import _axis, _cast, _compute, _dtype_arg, _softmax_dim
-from tinygrad_edu.tensor import Function, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class LogSoftmaxFunction(Function):

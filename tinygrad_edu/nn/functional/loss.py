@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 

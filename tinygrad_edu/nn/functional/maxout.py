@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numbers
 
+from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class MaxoutFunction(Function):

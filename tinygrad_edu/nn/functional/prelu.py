@@ -4,8 +4,9 @@ slope or one per channel."""
 
 from __future__ import annotations
 
+from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.nn.functional._activation_args import check_float
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class PRelu(Function):

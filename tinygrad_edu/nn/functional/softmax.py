@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class SoftmaxFunction(Function):

@@ -26,23 +26,20 @@ dγ and dβ: (1/K) Σ_k of the local sums is exactly Σ_all dy x̂ / K. So K rep
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.nn.functional.batch_norm import (
     BatchNormFunction,
-    _cast,
-    _channel_sum,
-    _check_inputs,
-    _compute_dtype,
-    _count,
     _data,
-    _dtypes,
-    _input_gradient,
-    _per_channel,
-    _scale_and_shift,
-    _update_running_stats,
+    check_inputs,
+    in_compute_dtype,
+    per_channel,
+    update_running_stats,
 )
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 def _all_reduce(ctx, *vectors):
@@ -60,45 +57,35 @@ def _all_reduce(ctx, *vectors):
 class SyncBatchNormFunction(Function):
     """Training-mode batch normalization with statistics over every process of the group (see the module text).
 
-    Saved for backward: x̂ (float32 for float16 x), inv_std (C), gamma (or None), and the global count M."""
+    Saved for backward: x̂, 1/σ̃ (C values), γ, and the global count M."""
 
     @staticmethod
-    def forward(ctx, x, weight=None, bias=None, *, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
-        xp = ctx.xp
-        dtype = _compute_dtype(ctx, x)
-        xc = _cast(xp, x, dtype)
-        total, count = _all_reduce(ctx, _channel_sum(ctx, xc), ctx.backend.asarray([float(_count(x))], np.float64))
-        M = int(count[0])  # the values per channel in all processes' batches together
-        if M == 1:
+    def forward(ctx, x, gamma, beta, *, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
+        xp, Σ = ctx.xp, ctx.backend.sum_per_channel
+        local_count = ctx.backend.asarray([float(math.prod(x.shape) // x.shape[1])], np.float64)
+        total, count = _all_reduce(ctx, Σ(x), local_count)
+        ctx.M = M = int(count[0])  # the values per channel in all processes' batches together
+        if M == 1:  # known only now: the other processes' counts arrive with the all-reduce
             raise InputError(f"sync_batch_norm: Expected more than 1 value per channel when training, got {M} over "
                              f"all processes (input size {tuple(x.shape)} here)")
-        mean = _cast(xp, total / M, dtype)
-        x_hat = xc - _per_channel(xp, mean, x)  # centered on the global mean
-        (sum_sq,) = _all_reduce(ctx, _channel_sum(ctx, x_hat * x_hat))
-        var = _cast(xp, sum_sq / M, dtype)  # biased, over all M values
+        mu = xp.astype(total / M, x.dtype)
+        x_mu = x - per_channel(xp, mu, x)  # centered on the global mean
+        (sum_sq,) = _all_reduce(ctx, Σ(x_mu * x_mu))
+        var = xp.astype(sum_sq / M, x.dtype)  # biased, over all M values
         inv_std = 1 / xp.sqrt(var + eps)
-        x_hat *= _per_channel(xp, inv_std, x)
-        y, gamma = _scale_and_shift(ctx, x_hat, weight, bias, x)
+        x_hat = x_mu * per_channel(xp, inv_std, x)
         ctx.save_for_backward(x_hat, inv_std, gamma)
-        ctx.M, ctx.dtypes = M, _dtypes(x, weight, bias)
-        # every process updates with the same global statistics (and the global count M)
-        _update_running_stats(xp, running_mean, running_var, momentum, mean, var, M)
-        return _cast(xp, y, x.dtype)
+        update_running_stats(xp, running_mean, running_var, momentum, mu, var, M)  # every process: the same values
+        return per_channel(xp, gamma, x) * x_hat + per_channel(xp, beta, x)
 
     @staticmethod
     def backward(ctx, dy):
-        xp = ctx.xp
+        xp, Σ, M = ctx.xp, ctx.backend.sum_per_channel, ctx.M
         x_hat, inv_std, gamma = ctx.saved_tensors
-        M, (x_dtype, weight_dtype, bias_dtype) = ctx.M, ctx.dtypes
-        dy = _cast(xp, dy, x_hat.dtype)
-        sum_dy = _channel_sum(ctx, dy)  # local: dβ
-        sum_dy_x_hat = _channel_sum(ctx, dy * x_hat)  # local: dγ
-        all_dy, all_dy_x_hat = (_cast(xp, s, x_hat.dtype) for s in _all_reduce(ctx, sum_dy, sum_dy_x_hat))
-        dx = None
-        if ctx.needs_input_grad[0]:  # batchnorm's closed form, with the sums over every process
-            dx = _cast(xp, _input_gradient(xp, dy, x_hat, inv_std, gamma, all_dy, all_dy_x_hat, M), x_dtype)
-        d_gamma = None if weight_dtype is None else _cast(xp, sum_dy_x_hat, weight_dtype)
-        d_beta = None if bias_dtype is None else _cast(xp, sum_dy, bias_dtype)
+        d_beta, d_gamma = Σ(dy), Σ(dy * x_hat)  # local: DistributedDataParallel averages them
+        all_d_beta, all_d_gamma = (xp.astype(s, dy.dtype) for s in _all_reduce(ctx, d_beta, d_gamma))
+        dx = dy - x_hat * per_channel(xp, all_d_gamma / M, dy) - per_channel(xp, all_d_beta / M, dy)
+        dx *= per_channel(xp, gamma * inv_std, dy)  # batchnorm's closed form, with the sums over every process
         return dx, d_gamma, d_beta
 
 
@@ -110,10 +97,10 @@ def sync_batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Ten
     of one process (or before ``init_process_group``) this is ``batch_norm(..., training=True)``."""
     from tinygrad_edu.distributed import process_group as pg
 
-    _check_inputs("sync_batch_norm", input, weight, bias, eps, running_mean, running_var)
+    check_inputs("sync_batch_norm", input, weight, bias, eps, running_mean, running_var)
     function = SyncBatchNormFunction if pg.is_initialized() and pg.get_world_size() > 1 else BatchNormFunction
-    if function is BatchNormFunction and _count(input) == 1:
+    if function is BatchNormFunction and input.numel() == input.shape[1]:
         raise InputError(f"sync_batch_norm: Expected more than 1 value per channel when training, got input size "
                          f"{input.shape}")
-    return function.apply(input, weight, bias, running_mean=_data(running_mean), running_var=_data(running_var),
-                          momentum=float(momentum), eps=float(eps))
+    return in_compute_dtype(function, input, weight, bias, running_mean=_data(running_mean),
+                            running_var=_data(running_var), momentum=float(momentum), eps=float(eps))

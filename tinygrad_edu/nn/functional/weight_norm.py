@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numbers
 
-from tinygrad_edu.tensor import Function, InputError, Tensor
+from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.tensor import Tensor
 
 
 class WeightNormFunction(Function):

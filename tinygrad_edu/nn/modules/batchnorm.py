@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinygrad_edu.autograd import InputError, no_grad
 from tinygrad_edu.nn.functional.batch_norm import batch_norm
 from tinygrad_edu.nn.functional.sync_batch_norm import sync_batch_norm
 from tinygrad_edu.nn.modules.module import Module, Parameter
-from tinygrad_edu.tensor import InputError, Tensor, no_grad
+from tinygrad_edu.tensor import Tensor
 
 
 class _BatchNorm(Module):

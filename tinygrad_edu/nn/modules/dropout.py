@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from tinygrad_edu.autograd import InputError
 from tinygrad_edu.nn.functional.dropconnect import dropconnect_linear
 from tinygrad_edu.nn.functional.dropout import check_p, dropout
 from tinygrad_edu.nn.functional.dropout2d import dropout2d
 from tinygrad_edu.nn.modules.linear import Linear
 from tinygrad_edu.nn.modules.module import Module
-from tinygrad_edu.tensor import InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 def _p(layer: str, p: float) -> float:

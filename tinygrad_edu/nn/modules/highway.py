@@ -8,10 +8,11 @@ import numbers
 
 import numpy as np
 
+from tinygrad_edu.autograd import InputError
 from tinygrad_edu.nn.functional import linear, relu
 from tinygrad_edu.nn.modules.linear import Linear
 from tinygrad_edu.nn.modules.module import Module, Parameter
-from tinygrad_edu.tensor import InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 class Highway(Module):

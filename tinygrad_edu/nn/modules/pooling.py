@@ -6,12 +6,13 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from tinygrad_edu.autograd import InputError
 from tinygrad_edu.nn.functional._pooling import geometry
 from tinygrad_edu.nn.functional.adaptive_avg_pool2d import adaptive_avg_pool2d
 from tinygrad_edu.nn.functional.avg_pool2d import avg_pool2d
 from tinygrad_edu.nn.functional.max_pool2d import max_pool2d
 from tinygrad_edu.nn.modules.module import Module
-from tinygrad_edu.tensor import InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 def _checked(layer: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any = 1) -> None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from tinygrad_edu.autograd import InputError
 from tinygrad_edu.nn.functional import relu
 from tinygrad_edu.nn.modules.activation import ReLU
 from tinygrad_edu.nn.modules.batchnorm import BatchNorm2d
 from tinygrad_edu.nn.modules.container import Sequential
 from tinygrad_edu.nn.modules.conv import Conv2d
 from tinygrad_edu.nn.modules.module import Module
-from tinygrad_edu.tensor import InputError, Tensor
+from tinygrad_edu.tensor import Tensor
 
 
 def _check_survival(layer: str, p: Any) -> float:

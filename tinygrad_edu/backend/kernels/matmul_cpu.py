@@ -68,7 +68,7 @@ def converter():
     """The compiled conversion module, compiling it on the first call; None where no C compiler works."""
     global compiled, PARALLEL
     if compiled is _NOT_LOADED:
-        from tinygrad_edu.kernels import compile_cpu
+        from tinygrad_edu.backend.kernels import compile_cpu
 
         compiled = compile_cpu.load("f16_convert")
         PARALLEL = compiled is None

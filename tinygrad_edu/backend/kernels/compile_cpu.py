@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from tinygrad_edu.backend.kernels import source_path
+
 #: why a kernel could not be compiled, by name (for the tests and for curious users)
 errors: dict[str, str] = {}
 _loaded: dict[str, ModuleType | None] = {}
@@ -45,7 +47,7 @@ def command(source: Path, target: Path) -> list[str]:
 
 
 def load(name: str) -> ModuleType | None:
-    """The extension module compiled from ``kernels/<name>.c`` (imported as ``tinygrad_edu.kernels._<name>``), or
+    """The extension module compiled from ``kernels/<name>.c`` (imported as ``tinygrad_edu.backend.kernels._<name>``), or
     None when it cannot be compiled here."""
     if name not in _loaded:
         try:
@@ -59,7 +61,7 @@ def load(name: str) -> ModuleType | None:
 def _compile_and_import(name: str) -> ModuleType:
     if os.environ.get("TINYGRAD_EDU_COMPILE", "1") == "0":
         raise RuntimeError("compilation is turned off (TINYGRAD_EDU_COMPILE=0)")
-    source = Path(__file__).with_name(f"{name}.c")
+    source = source_path(f"{name}.c")
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     folder = cache_dir()
     probe = command(source, folder / f"_{name}{suffix}")
@@ -78,7 +80,7 @@ def _compile_and_import(name: str) -> ModuleType:
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-    spec = importlib.util.spec_from_file_location(f"tinygrad_edu.kernels._{name}", target)
+    spec = importlib.util.spec_from_file_location(f"tinygrad_edu.backend.kernels._{name}", target)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -40,7 +40,8 @@ import math
 import os
 
 import numpy as np
-from tinygrad_edu.kernels import source
+
+from tinygrad_edu.backend.kernels import source
 
 #: The CUDA sources this module compiles.
 SOURCES = ("gemm_fp16.cu", "dot_fp16.cu", "batchnorm_fp16.cu")

@@ -1,0 +1,141 @@
+"""Dtypes: the names (``tg.float32`` is ``numpy.dtype('float32')``) and the promotion rule of every binary op.
+
+Promotion follows PyTorch's rule; ``result_type`` decides it, and ``promote`` converts the operands of ``+ - * / **``,
+``maximum``, ``minimum``, ``where``, ``@`` and ``linear`` on every device:
+
+* categories: bool < integer < floating. Tensors of one category combine to the wider dtype (float16 with float32
+  gives float32, int8 with int32 gives int32, uint8 with int8 gives int16); a tensor of a higher category wins
+  outright (int64 with float16 gives float16, bool with int32 gives int32).
+* Python numbers, and 0-d tensors against n-d tensors, only promote across categories: ``float16_tensor * 2.5`` stays
+  float16 and ``float16_tensor * zero_dim_float64`` too, but ``int_tensor * 2.5`` is float32 (PyTorch's default
+  float dtype) and ``bool_tensor + 1`` is int64.
+* ``/`` is true division: an integer or bool result becomes float32.
+* two bool operands: ``+ * maximum minimum`` give bool (logical or / and); ``-``, ``**`` and ``@`` raise TypeError,
+  as ``-bool_tensor`` does; uint64 with a signed integer raises TypeError (no integer dtype holds both).
+* a Python int that does not fit the tensor's integer dtype, and an integer tensor to a negative integer power,
+  raise ``InputError``; tensors on different devices raise RuntimeError.
+
+The operands are converted before the op runs, with ``Tensor.astype`` (a differentiable ``Cast`` for floating
+targets), so each input receives its gradient in its own dtype: a float16 input of a float32 result gets a float16
+gradient. Unlike PyTorch, whose ``matmul`` requires equal dtypes, ``@`` promotes too (as NumPy does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.autograd.function import InputError, device_mismatch
+
+float16 = np.dtype("float16")
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+bool_ = np.dtype("bool")
+
+_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
+_DEFAULT_FLOAT = float32  # PyTorch's default dtype, for an integer tensor with a Python float
+_DEFAULT_INT = int64
+
+
+def _is_number(value: Any) -> bool:
+    """A Python number operand (the other operands are tensors)."""
+    return isinstance(value, (bool, int, float))
+
+
+def _category(dtype: np.dtype) -> int:
+    try:
+        return _CATEGORY[dtype.kind]
+    except KeyError:
+        raise TypeError(f"dtype {dtype} is not supported by tinygrad_edu's ops (bool, integer or floating)") from None
+
+
+def _scalar_dtype(value: Any) -> np.dtype:
+    if isinstance(value, bool):
+        return bool_
+    return _DEFAULT_INT if isinstance(value, int) else _DEFAULT_FLOAT
+
+
+def _promote_pair(op: str, a: np.dtype, b: np.dtype) -> np.dtype:
+    ca, cb = _category(a), _category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    out = np.promote_types(a, b)
+    if out.kind == "f" and ca == 1:
+        raise TypeError(f"{op}: no integer dtype holds both {a} and {b}; cast one of them first, e.g. .astype('int64')")
+    return out
+
+
+def _combine(op: str, dtypes: list[np.dtype]) -> np.dtype | None:
+    out = None
+    for d in dtypes:
+        out = d if out is None else _promote_pair(op, out, d)
+    return out
+
+
+def result_type(op: str, *operands: Any) -> np.dtype:
+    """The dtype of ``op(*operands)`` (tensors and Python numbers) under the promotion rule of this module."""
+    dims = [o.dtype for o in operands if not _is_number(o) and o.ndim > 0]
+    zero_dims = [o.dtype for o in operands if not _is_number(o) and o.ndim == 0]
+    scalars = [_scalar_dtype(o) for o in operands if _is_number(o)]
+    out = None
+    for group in (dims, zero_dims, scalars):  # a lower-priority group counts only if its category is higher
+        d = _combine(op, group)
+        if d is not None and (out is None or _category(d) > _category(out)):
+            out = d if out is None else _promote_pair(op, out, d)
+    if out is None:
+        raise TypeError(f"{op}: needs at least one Tensor operand")
+    if op == "Div" and out.kind in "biu":
+        return _DEFAULT_FLOAT
+    if out.kind == "b" and op in ("Sub", "Pow", "MatMul"):
+        raise TypeError(
+            f"{op}: not supported for two bool operands; cast first, e.g. a.int() or a.astype('int64')"
+        )
+    return out
+
+
+def same_floating(a: Any, b: Any) -> bool:
+    """Nothing to convert: two tensors of one floating dtype, or a floating tensor and a Python int or float."""
+    if not _is_number(a):
+        if not _is_number(b):
+            return a.backend is b.backend and a._data.dtype == b._data.dtype and a.dtype.kind == "f"
+        return b.__class__ in (int, float) and a.dtype.kind == "f"
+    return not _is_number(b) and a.__class__ in (int, float) and b.dtype.kind == "f"
+
+
+def promote(op: str, operands: tuple) -> tuple[tuple, np.dtype, np.dtype]:
+    """Convert ``operands`` to one dtype: returns (converted operands, dtype the op computes in, result dtype).
+
+    Two bool operands of ``+ * maximum minimum`` compute in uint8 (the array API has no arithmetic on bool) and the
+    result is cast back to bool.
+    """
+    backend = None
+    for o in operands:
+        if not _is_number(o):
+            if backend is not None and o.backend is not backend:
+                raise device_mismatch(op, operands)
+            backend = o.backend
+    out = result_type(op, *operands)
+    if op == "Pow" and out.kind in "iu" and _is_number(operands[-1]) and operands[-1] < 0:
+        raise InputError(f"Pow: integers to negative integer powers are not allowed (exponent {operands[-1]} for "
+                         f"dtype {out}); use a float tensor, e.g. t.float() ** {operands[-1]}")
+    compute = np.dtype(np.uint8) if out.kind == "b" and op != "Where" else out
+    converted = tuple(_as_number(op, o, compute) if _is_number(o) else (o if o.dtype == compute else o.astype(compute))
+                      for o in operands)
+    return converted, compute, out
+
+
+def _as_number(op: str, value: Any, dtype: np.dtype) -> Any:
+    """A Python number as the kind of ``dtype`` (array_api_strict accepts only numbers of the array's kind)."""
+    if dtype.kind == "f":
+        return float(value)
+    if dtype.kind == "b":
+        return bool(value)
+    value = int(value)
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        raise InputError(f"{op}: the Python integer {value} does not fit the tensor's dtype {dtype} "
+                         f"(range {info.min} to {info.max}); cast the tensor first")
+    return value
