@@ -21,7 +21,7 @@ What is measured
         1.5x. If PyTorch imports, the same step in PyTorch (CPU, float32) too; target: the engine no slower.
         PyTorch runs on one thread by default (``--torch-threads``): NumPy's elementwise ops are single-threaded,
         the matrices are too small for threads to pay, and on a loaded machine PyTorch's spinning worker threads
-        made its step up to 50x slower in our runs (292 ms against 5 ms on one thread).
+        can slow its step down many times over (measured: benchmarks/README.md).
 
 How it is timed
     As in ``bench_mlp_step.py`` (whose timing helpers this script uses): a warm-up, a block size of ~0.2 s per
@@ -38,7 +38,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import sys
@@ -46,47 +45,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-try:
-    import tinygrad_edu
-except ImportError:  # not installed: run from a checkout (benchmarks/ is the subpackage tinygrad_edu.benchmarks)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import tinygrad_edu
-
-from tinygrad_edu.benchmarks.bench_mlp_step import (  # noqa: E402
+from tinygrad_edu.benchmarks.bench_mlp_step import (
     EngineMLP,
     TorchMLP,
-    _block_size,
-    _time_block,
+    _max_rel_diff,
     import_torch,
     machine_info,
     print_table,
+    time_interleaved,
 )
 
-from tinygrad_edu import Tensor, nn  # noqa: E402
-from tinygrad_edu.datasets import disc  # noqa: E402
-from tinygrad_edu.nn import functional as F  # noqa: E402
-from tinygrad_edu.optim import SGD  # noqa: E402
+import tinygrad_edu
+from tinygrad_edu import Tensor, nn
+from tinygrad_edu.datasets import disc
+from tinygrad_edu.nn import functional as F
+from tinygrad_edu.optim import SGD
 
 SEED = 0
 LR = 0.01
 EPS = 1e-5
 SHAPES = [(100, 32), (256, 512), (32, 64, 16, 16)]
 SPEED_TARGET, MEMORY_TARGET, STEP_TARGET = 2.0, 0.5, 1.5
-
-
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int, reset: Callable[[], None] = lambda: None,
-                 ) -> dict[str, list[float]]:
-    """Seconds per call of each function: ``repeats`` blocks each, interleaved, order reversed every other repeat."""
-    sizes = {name: _block_size(fn) for name, fn in fns.items()}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            reset()
-            gc.collect()
-            times[name].append(_time_block(fns[name], sizes[name]))
-    return times
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -149,13 +128,10 @@ def run_layer(shape: tuple[int, ...], repeats: int) -> dict:
         memory[name] = saved_bytes(y)
         y.backward(g)
         results[name] = [y.numpy().copy()] + [p.grad.numpy().copy() for p in params]
-    worst = 0.0
-    for name in ("staged", "composed"):
-        for a, ref in zip(results[name], results["closed"]):
-            worst = max(worst, float(np.max(np.abs(a - ref))) / max(float(np.max(np.abs(ref))), 1e-30))
+    worst = max(_max_rel_diff(results[name], results["closed"]) for name in ("staged", "composed"))
     assert worst <= 1e-4, f"batchnorm variants disagree on {shape}: max relative difference {worst:.2e}"
 
-    times = _interleaved({name: step(fn) for name, fn in VARIANTS.items()}, repeats)
+    _, times = time_interleaved({name: step(fn) for name, fn in VARIANTS.items()}, repeats)
     med = {name: statistics.median(t) for name, t in times.items()}
     result = dict(
         shape=list(shape), dtype="float32", repeats=repeats, max_rel_diff=worst,
@@ -290,11 +266,6 @@ class TorchNet(TorchMLP):
             bn.reset_running_stats()
 
 
-def _max_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Largest |a - b| over each array, relative to the largest |b| of that array."""
-    return max(float(np.max(np.abs(x - y))) / max(float(np.max(np.abs(y))), 1e-30) for x, y in zip(a, b))
-
-
 #: positions of the biases of the Linear layers followed by a BatchNorm (W, b, γ, β per hidden layer): their gradient
 #: Σ dh is zero up to round-off (BN removes the mean), so they are compared in absolute terms
 PRE_BN_BIASES = {4 * i + 1 for i in range(DEPTH + 1)}
@@ -336,12 +307,8 @@ def run_step(repeats: int, torch) -> dict:
     agreement = check_agreement(engine, numpy_net, torch_net)
     w0 = engine.weights()
     impls = {"engine": engine, "numpy": numpy_net} | ({"torch": torch_net} if torch_net is not None else {})
-
-    def reset() -> None:
-        for impl in impls.values():
-            impl.load(w0)
-
-    times = _interleaved({name: impl.step for name, impl in impls.items()}, repeats, reset)
+    _, times = time_interleaved({name: impl.step for name, impl in impls.items()}, repeats,
+                                reset=lambda name: impls[name].load(w0))  # every block does the same work
     med = {name: statistics.median(t) for name, t in times.items()}
     result = dict(
         name=f"disc 2-32-[32 BN ReLU]x{DEPTH}-2, batch {BATCH}", repeats=repeats, agreement=agreement,

@@ -26,10 +26,10 @@ How it is timed
 The allocator matters for (b)
     Its arrays are MBs (X_col is 19 MB). With glibc's default malloc settings, the order in which a side frees them
     (the engine's tape drops X_col after the backward, the old ``.grad`` when the next step starts) can make malloc
-    hand the memory back to the OS and page-fault it in again on every step. Which side pays varies from run to run
-    (on one 2-core machine: engine 36 ms vs numpy 17 ms, 2.1x, in one run; 21.7 vs 21.8 ms in the next). It is not
-    computation: with ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=4000000000`` (malloc keeps freed
-    memory) both sides run at 16.5 ms, a ratio of 1.01. Report both runs.
+    hand the memory back to the OS and page-fault it in again on every step. Which side pays varies from run to run,
+    so the ratio of (b) does too; with ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=4000000000`` malloc
+    keeps freed memory and neither side pays. Report a run with and one without these settings (what they changed,
+    measured: benchmarks/README.md).
 
 If PyTorch is importable, ``torch.nn.functional.conv2d`` forward + backward (CPU, float32) is timed too, for
 reference; it is never needed.
@@ -43,7 +43,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import sys
@@ -51,22 +50,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-try:
-    import tinygrad_edu  # noqa: F401
-except ImportError:  # not installed: run from a checkout (benchmarks/ is the subpackage tinygrad_edu.benchmarks)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tinygrad_edu.benchmarks.bench_mlp_step import (  # noqa: E402
-    _block_size,
-    _time_block,
+from tinygrad_edu.benchmarks.bench_mlp_step import (
+    engine_rows,
     import_torch,
     machine_info,
     print_table,
+    report_rows,
+    time_interleaved,
 )
 
-from tinygrad_edu import Tensor  # noqa: E402
-from tinygrad_edu.nn import functional as F  # noqa: E402
+from tinygrad_edu import Tensor
+from tinygrad_edu.nn import functional as F
 
 SEED = 0
 PADDING = 1
@@ -195,13 +189,7 @@ def run_config(config: Config, repeats: int, torch) -> dict:
     if torch is not None:
         impls["torch"] = TorchConv(torch, data)
     agreement = check_agreement(impls)
-    sizes = {name: _block_size(impl.step) for name, impl in impls.items()}
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    names = list(impls)
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            gc.collect()
-            times[name].append(_time_block(impls[name].step, sizes[name]))
+    sizes, times = time_interleaved({name: impl.step for name, impl in impls.items()}, repeats)
     med = {name: statistics.median(t) for name, t in times.items()}
     paired = [e / n for e, n in zip(times["engine"], times["numpy"])]
     result = dict(
@@ -220,18 +208,7 @@ def run_config(config: Config, repeats: int, torch) -> dict:
 
 def suite_rows(repeats: int, torch, configs: tuple[str, ...] = ("a", "b")) -> list[dict]:
     """Rows for ``tinygrad-edu bench``: per configuration, engine vs im2col by hand in NumPy (and vs torch)."""
-    rows = []
-    for key in configs:
-        r = run_config(CONFIGS[key], repeats, torch)
-        ms = r["ms_per_step"]
-        rows.append(dict(benchmark="conv2d fwd+bwd", case=f"({key}) {r['name']}", a="engine", b="numpy by hand",
-                         a_ms=ms["engine"], b_ms=ms["numpy"], ratio=r["ratio"], target=f"<= {r['target_ratio']}",
-                         ok=r["meets_target"]))
-        if "torch" in ms:
-            rows.append(dict(benchmark="conv2d fwd+bwd", case=f"({key}) {r['name']}", a="engine", b="torch",
-                             a_ms=ms["engine"], b_ms=ms["torch"], ratio=ms["engine"] / ms["torch"], target="",
-                             ok=None))
-    return rows
+    return [row for key in configs for row in engine_rows("conv2d fwd+bwd", run_config(CONFIGS[key], repeats, torch))]
 
 
 def print_report(results: list[dict], machine: dict) -> None:
@@ -242,15 +219,7 @@ def print_report(results: list[dict], machine: dict) -> None:
     has_torch = any("torch" in r["ms_per_step"] for r in results)
     header = ["config", "engine ms", "numpy ms", "ratio", "target", "ok"] + (["torch ms", "torch/numpy"] if has_torch
                                                                               else [])
-    rows = []
-    for r in results:
-        ms = r["ms_per_step"]
-        row = [f"({r['config']}) {r['name']}", f"{ms['engine']:.2f}", f"{ms['numpy']:.2f}", f"{r['ratio']:.2f}x",
-               f"<= {r['target_ratio']}x", "yes" if r["meets_target"] else "NO"]
-        if has_torch:
-            row += [f"{ms['torch']:.2f}", f"{r['torch_ratio']:.2f}x"]
-        rows.append(row)
-    print_table(header, rows)
+    print_table(header, report_rows(results, has_torch, digits=2))
     print()
     for r in results:
         a = r["agreement"]["engine_max_rel_diff"]

@@ -40,7 +40,7 @@ How it runs and how it is timed
 
 Usage (from the repository root; needs ``mpi4py`` and an MPI launcher: ``pip install -e ".[distributed]"``)::
 
-    python benchmarks/bench_distributed.py                     # ~40 s on 2 cores
+    python benchmarks/bench_distributed.py                     # 7 launches of each kind
     python benchmarks/bench_distributed.py --quick             # tiny MLP, a few steps: a smoke test (seconds)
     python benchmarks/bench_distributed.py --full --json results.json
 """
@@ -59,18 +59,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tinygrad_edu.benchmarks.bench_mlp_step import cores_text, machine_info, print_table
 
-try:
-    import tinygrad_edu
-except ImportError:  # not installed: run from a checkout (benchmarks/ is the subpackage tinygrad_edu.benchmarks)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import tinygrad_edu
-
-from tinygrad_edu.benchmarks.bench_mlp_step import machine_info, print_table  # noqa: E402
-
-from tinygrad_edu import Tensor, nn  # noqa: E402
-from tinygrad_edu.nn import functional as F  # noqa: E402
-from tinygrad_edu.optim import SGD  # noqa: E402
+import tinygrad_edu
+from tinygrad_edu import Tensor, nn
+from tinygrad_edu.nn import functional as F
+from tinygrad_edu.optim import SGD
 
 SEED = 0
 LR = 1e-3
@@ -380,10 +374,8 @@ def mpi_info() -> dict:
 
 
 def print_header(machine: dict, setting: Setting, processes: int, mode: str) -> None:
-    cores = f"{machine['cores']} cores" + (f" ({machine['usable_cores']} usable)"
-                                           if machine.get("usable_cores", machine["cores"]) != machine["cores"] else "")
     mpi = machine["mpi"]
-    print(f"machine: {machine['cpu']}, {cores}")
+    print(f"machine: {machine['cpu']}, {cores_text(machine)}")
     print(f"python {machine['python']}, numpy {machine['numpy']}, BLAS {machine['blas']}")
     print(f"tinygrad_edu {machine['tinygrad_edu']}")
     print(f"MPI: {mpi['library']} (mpi4py {mpi['mpi4py']}, {mpi['mpiexec']})")

@@ -3,8 +3,8 @@
 What is measured
     For square n x n x n products (n = 1024, 2048, 4096 by default), the time of:
       * ``numpy.matmul`` on float32 operands: the float32 BLAS, the speed to match (target: kernel >= 0.8x);
-      * ``kernels.matmul_cpu.matmul_accumulate`` on float16 operands, rounding the result to float16 (what a
-        float16 tensor's ``@`` runs) and, as a second row, returning the float32 accumulator;
+      * ``tinygrad_edu.backend.kernels.matmul_cpu.matmul_accumulate`` on float16 operands, rounding the result to
+        float16 (what a float16 tensor's ``@`` runs) and, as a second row, returning the float32 accumulator;
       * ``numpy.matmul`` on float16 operands: NumPy's own float16 loop, no BLAS (target: kernel >= 100x). It takes
         minutes at n = 4096, so it runs once per size and at n = 4096 only with ``--full``;
       * PyTorch's CPU ``torch.matmul`` in float32 and float16, when PyTorch is already installed (never required).
@@ -29,16 +29,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from tinygrad_edu.benchmarks.bench_mlp_step import import_torch, machine_info, print_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_mlp_step import import_torch, machine_info, print_table  # noqa: E402
-
-from tinygrad_edu.backend.kernels.matmul_cpu import matmul_accumulate  # noqa: E402
+from tinygrad_edu.backend.kernels.matmul_cpu import matmul_accumulate
 
 
 def _seconds(fn, rounds: int = 1) -> float:
@@ -72,11 +68,17 @@ def check_accuracy(a16: np.ndarray, b16: np.ndarray, c: np.ndarray) -> None:
         raise AssertionError(f"kernel result outside the accuracy bound by {excess.max():.3g}")
 
 
-def bench_square(n: int, repeats: int, numpy_fp16: bool, torch) -> list[list[str]]:
-    rng = np.random.default_rng(n)
-    a16, b16 = rng.standard_normal((n, n)).astype(np.float16), rng.standard_normal((n, n)).astype(np.float16)
-    a32, b32 = a16.astype(np.float32), b16.astype(np.float32)
+def checked_operands(seed: int, shape_a: tuple, shape_b: tuple) -> tuple[np.ndarray, ...]:
+    """Seeded standard-normal float16 operands and their float32 copies (a16, b16, a32, b32), once the kernel's
+    product of them has passed ``check_accuracy``."""
+    rng = np.random.default_rng(seed)
+    a16, b16 = rng.standard_normal(shape_a).astype(np.float16), rng.standard_normal(shape_b).astype(np.float16)
     check_accuracy(a16, b16, matmul_accumulate(a16, b16))
+    return a16, b16, a16.astype(np.float32), b16.astype(np.float32)
+
+
+def bench_square(n: int, repeats: int, numpy_fp16: bool, torch) -> list[list[str]]:
+    a16, b16, a32, b32 = checked_operands(n, (n, n), (n, n))
     fns = {
         "numpy.matmul float32": lambda: np.matmul(a32, b32),
         "kernel float16 -> float16": lambda: matmul_accumulate(a16, b16),
@@ -102,10 +104,7 @@ def bench_square(n: int, repeats: int, numpy_fp16: bool, torch) -> list[list[str
 
 
 def bench_case(label: str, shape_a: tuple, shape_b: tuple, flops: int, repeats: int) -> list[list[str]]:
-    rng = np.random.default_rng(0)
-    a16, b16 = rng.standard_normal(shape_a).astype(np.float16), rng.standard_normal(shape_b).astype(np.float16)
-    a32, b32 = a16.astype(np.float32), b16.astype(np.float32)
-    check_accuracy(a16, b16, matmul_accumulate(a16, b16))
+    a16, b16, a32, b32 = checked_operands(0, shape_a, shape_b)
     med = interleaved_medians({"numpy.matmul float32": lambda: np.matmul(a32, b32),
                                "kernel float16 -> float16": lambda: matmul_accumulate(a16, b16)}, repeats)
     return [[f"{label}  {name}", f"{seconds * 1e3:.2f}", f"{flops / seconds / 1e9:.1f}",
@@ -118,10 +117,7 @@ def bench_batched_and_dot(repeats: int) -> list[list[str]]:
 
 
 def _suite_medians(n: int, repeats: int, torch) -> dict:
-    rng = np.random.default_rng(n)
-    a16, b16 = rng.standard_normal((n, n)).astype(np.float16), rng.standard_normal((n, n)).astype(np.float16)
-    a32, b32 = a16.astype(np.float32), b16.astype(np.float32)
-    check_accuracy(a16, b16, matmul_accumulate(a16, b16))
+    a16, b16, a32, b32 = checked_operands(n, (n, n), (n, n))
     fns = {"kernel": lambda: matmul_accumulate(a16, b16), "numpy f32": lambda: np.matmul(a32, b32)}
     if torch is not None:
         ta32, tb32 = torch.from_numpy(a32), torch.from_numpy(b32)

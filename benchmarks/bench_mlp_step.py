@@ -60,12 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    import tinygrad_edu
-except ImportError:  # not installed: run from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import tinygrad_edu
-
+import tinygrad_edu
 from tinygrad_edu import Tensor, nn
 from tinygrad_edu.datasets import disc
 from tinygrad_edu.nn import functional as F
@@ -308,6 +303,22 @@ def _block_size(step: Callable[[], object]) -> int:
     return max(3, math.ceil(BLOCK_SECONDS / per_step))
 
 
+def time_interleaved(steps: dict[str, Callable[[], object]], repeats: int,
+                     reset: Callable[[str], None] = lambda name: None) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """Seconds per step of each implementation, ``repeats`` blocks each: the block sizes from ``_block_size``, then
+    the blocks interleaved (order reversed every other repeat), each after ``reset(name)`` and a garbage collection
+    (both untimed). Returns (steps per block, seconds per step of every block), by name."""
+    sizes = {name: _block_size(step) for name, step in steps.items()}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            reset(name)
+            gc.collect()
+            times[name].append(_time_block(steps[name], sizes[name]))
+    return sizes, times
+
+
 @contextlib.contextmanager
 def block_seconds(block: float, warmup: float):
     """Time with blocks of ~``block`` seconds after ``warmup`` seconds (instead of BLOCK_SECONDS, WARMUP_SECONDS),
@@ -332,18 +343,8 @@ def run_config(config: Config, repeats: int, torch) -> dict:
     impls: dict[str, object] = {"engine": engine, "numpy": numpy_mlp}
     if torch_mlp is not None:
         impls["torch"] = torch_mlp
-    sizes = {}
-    for name, impl in impls.items():
-        sizes[name] = _block_size(impl.step)
-        impl.load(w0)
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    names = list(impls)
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            impls[name].load(w0)  # every block does the same work
-            gc.collect()
-            times[name].append(_time_block(impls[name].step, sizes[name]))
-
+    sizes, times = time_interleaved({name: impl.step for name, impl in impls.items()}, repeats,
+                                    reset=lambda name: impls[name].load(w0))  # every block does the same work
     med = {name: statistics.median(t) for name, t in times.items()}
     paired = [e / n for e, n in zip(times["engine"], times["numpy"])]
     result = dict(
@@ -390,6 +391,12 @@ def _blas() -> str:
     return blas
 
 
+def cores_text(machine: dict) -> str:
+    """``"N cores"``, with ``" (M usable)"`` when this process may run on fewer (CPU affinity)."""
+    return f"{machine['cores']} cores" + (f" ({machine['usable_cores']} usable)"
+                                         if machine.get("usable_cores", machine["cores"]) != machine["cores"] else "")
+
+
 def machine_info(torch) -> dict:
     info = dict(
         cpu=_cpu_model(), cores=os.cpu_count(), python=platform.python_version(), numpy=np.__version__, blas=_blas(),
@@ -403,11 +410,23 @@ def machine_info(torch) -> dict:
     return info
 
 
+def report_rows(results: list[dict], has_torch: bool, digits: int) -> list[list[str]]:
+    """One row per ``run_config`` result (here or in ``bench_conv2d``): configuration, engine and NumPy ms with
+    ``digits`` decimals, ratio, target, ok, then with ``has_torch`` PyTorch's ms and its ratio to NumPy."""
+    rows = []
+    for r in results:
+        ms = r["ms_per_step"]
+        row = [f"({r['config']}) {r['name']}", f"{ms['engine']:.{digits}f}", f"{ms['numpy']:.{digits}f}",
+               f"{r['ratio']:.2f}x", f"<= {r['target_ratio']}x", "yes" if r["meets_target"] else "NO"]
+        if has_torch:
+            row += [f"{ms['torch']:.{digits}f}", f"{r['torch_ratio']:.2f}x"] if "torch" in ms else ["-", "-"]
+        rows.append(row)
+    return rows
+
+
 def print_report(results: list[dict], machine: dict) -> None:
     has_torch = any("torch" in r["ms_per_step"] for r in results)
-    cores = f"{machine['cores']} cores" + (f" ({machine['usable_cores']} usable)"
-                                           if machine.get("usable_cores", machine["cores"]) != machine["cores"] else "")
-    print(f"machine: {machine['cpu']}, {cores}")
+    print(f"machine: {machine['cpu']}, {cores_text(machine)}")
     print(f"python {machine['python']}, numpy {machine['numpy']}, BLAS {machine['blas']}"
           + (f", threads {machine['thread_env']}" if machine["thread_env"] else ""))
     print(f"tinygrad_edu {machine['tinygrad_edu']}; torch: {machine['torch'] or 'not installed (column omitted)'}")
@@ -415,15 +434,7 @@ def print_report(results: list[dict], machine: dict) -> None:
     header = ["config", "engine ms/step", "numpy ms/step", "ratio", "target", "ok"]
     if has_torch:
         header += ["torch ms/step", "torch/numpy"]
-    rows = []
-    for r in results:
-        ms = r["ms_per_step"]
-        row = [f"({r['config']}) {r['name']}", f"{ms['engine']:.3f}", f"{ms['numpy']:.3f}", f"{r['ratio']:.2f}x",
-               f"<= {r['target_ratio']}x", "yes" if r["meets_target"] else "NO"]
-        if has_torch:
-            row += [f"{ms['torch']:.3f}", f"{r['torch_ratio']:.2f}x"] if "torch" in ms else ["-", "-"]
-        rows.append(row)
-    print_table(header, rows)
+    print_table(header, report_rows(results, has_torch, digits=3))
     print()
     for r in results:
         a = r["agreement"]
@@ -437,21 +448,22 @@ def print_report(results: list[dict], machine: dict) -> None:
                   f"weights rel {a['torch_weight_max_rel_diff']:.1e}); its timing may not be comparable")
 
 
+def engine_rows(benchmark: str, result: dict) -> list[dict]:
+    """The ``tinygrad-edu bench`` rows of one ``run_config`` result (here or in ``bench_conv2d``): the engine against
+    the hand-written NumPy, with the target, and against PyTorch when it was timed."""
+    ms, case = result["ms_per_step"], f"({result['config']}) {result['name']}"
+    rows = [dict(benchmark=benchmark, case=case, a="engine", b="numpy by hand", a_ms=ms["engine"], b_ms=ms["numpy"],
+                 ratio=result["ratio"], target=f"<= {result['target_ratio']}", ok=result["meets_target"])]
+    if "torch" in ms:
+        rows.append(dict(benchmark=benchmark, case=case, a="engine", b="torch", a_ms=ms["engine"], b_ms=ms["torch"],
+                         ratio=ms["engine"] / ms["torch"], target="", ok=None))
+    return rows
+
+
 def suite_rows(repeats: int, torch, configs: tuple[str, ...] = ("a", "b")) -> list[dict]:
     """Rows for ``tinygrad-edu bench``: per configuration, engine vs hand-written NumPy (and vs PyTorch), as
     ``dict(benchmark, case, a, b, a_ms, b_ms, ratio=a_ms / b_ms, target, ok)``."""
-    rows = []
-    for key in configs:
-        r = run_config(CONFIGS[key], repeats, torch)
-        ms = r["ms_per_step"]
-        rows.append(dict(benchmark="MLP SGD step", case=f"({key}) {r['name']}", a="engine", b="numpy by hand",
-                         a_ms=ms["engine"], b_ms=ms["numpy"], ratio=r["ratio"], target=f"<= {r['target_ratio']}",
-                         ok=r["meets_target"]))
-        if "torch" in ms:
-            rows.append(dict(benchmark="MLP SGD step", case=f"({key}) {r['name']}", a="engine", b="torch",
-                             a_ms=ms["engine"], b_ms=ms["torch"], ratio=ms["engine"] / ms["torch"], target="",
-                             ok=None))
-    return rows
+    return [row for key in configs for row in engine_rows("MLP SGD step", run_config(CONFIGS[key], repeats, torch))]
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """One command for a GPU machine: run the GPU tests, then print the CUDA kernels' benchmark table.
 
-Usage (from the repository root, after ``pip install -e ".[test,cuda13]"`` or ``".[test,cuda12]"``)::
+Usage (from the repository root, after ``pip install -e ".[test,cuda13]"`` or ``".[test,cuda12]"``: like the other
+benchmarks, it imports the installed package, and runs the tests of this checkout)::
 
     python benchmarks/gpu_check.py                # pytest -m gpu, then the table
     python benchmarks/gpu_check.py --no-tests     # the table only
     python benchmarks/gpu_check.py --repeats 21 --json gpu.json
 
-What is measured (kernels/cuda.py; medians over --repeats runs timed with CUDA events, after warm-up runs)
+What is measured (the kernels of tinygrad_edu/backend/kernels/cuda.py; medians over --repeats runs timed with CUDA
+events, after warm-up runs)
     GEMM 2-D        4096 x 4096 x 4096 float16: our tensor-core (WMMA) kernel, FP32 accumulation, float16 result,
                     against ``cupy.matmul`` on float16 (cuBLAS GEMM with FP32 compute). TFLOP/s = 2MNK / time;
                     "% of cuBLAS" = our TFLOP/s / cuBLAS's. Issue target: >= 70%.
@@ -18,7 +20,8 @@ What is measured (kernels/cuda.py; medians over --repeats runs timed with CUDA e
                     passes move (forward: x read twice, y written; backward: x and dy read twice, dx written);
                     "% of peak" divides by the GPU's peak memory bandwidth (2 x memory clock x bus width, from the
                     device attributes, else a table of known GPUs, else --peak-gbs). Target: >= 70%.
-Exit status: 2 without a CUDA GPU (nothing run), 1 when a GPU test failed, else 0.
+Exit status: 2 when nothing can run (no CUDA GPU, or tinygrad_edu not installed), 1 when a GPU test failed,
+else 0.
 """
 
 from __future__ import annotations
@@ -32,10 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the kernels of this checkout, installed or not
+try:
+    import tinygrad_edu  # noqa: F401
+except ImportError as exc:
+    print(f"gpu_check: cannot import tinygrad_edu ({exc}). The benchmarks run against the installed package: from "
+          'the repository root, pip install -e ".[test,cuda13]" (or [cuda12]), then run this again.', file=sys.stderr)
+    sys.exit(2)
 
 from tinygrad_edu.benchmarks.suite import _cuda_ms  # noqa: E402  (CUDA-event timing, shared with `bench`)
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, where ``pytest -m gpu`` finds the tests
 
 #: Peak memory bandwidth in GB/s of GPUs whose attributes do not give it (CUDA 13 dropped the memory clock).
 KNOWN_PEAK_GBS = {"H200": 4800, "H100 NVL": 3900, "H100 PCIe": 2000, "H100": 3350, "A100-SXM4-80GB": 2039,

@@ -74,9 +74,7 @@ def cuda_rows(cupy, n: int, repeats: int) -> list[dict]:
 
 def header_lines(torch, cupy, cupy_reason: str | None) -> list[str]:
     m = bench_mlp_step.machine_info(torch)
-    cores = f"{m['cores']} cores" + (f" ({m['usable_cores']} usable)" if m.get("usable_cores", m["cores"]) != m["cores"]
-                                     else "")
-    lines = [f"machine  {m['cpu']}, {cores}, {platform.system()} {platform.release()}",
+    lines = [f"machine  {m['cpu']}, {bench_mlp_step.cores_text(m)}, {platform.system()} {platform.release()}",
              f"python   {m['python']}, numpy {m['numpy']}, BLAS {m['blas']}"
              + (f", threads {m['thread_env']}" if m["thread_env"] else ""),
              f"         tinygrad_edu {tinygrad_edu.__version__}, torch {m['torch'] or 'not installed (rows left out)'}"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_edu import DeviceUnavailableError, Function, cli, registry
+from tinygrad_edu import DeviceUnavailableError, Function, cli
+from tinygrad_edu.testing import registry
 
 HEADER = ("function", "seed", "input shapes", "max abs err", "max rel err", "verdict")
 
@@ -122,16 +123,17 @@ class WrongSquare(Function):
 
 
 def _bad_registry(monkeypatch) -> None:
-    bad = dict(registry.REGISTRY)
+    """Three bad entries in the registry for one test (monkeypatch removes them afterwards)."""
     ones = lambda rng: [rng.uniform(0.5, 1.5, size=(2, 3))]  # noqa: E731
-    bad["wrong_square"] = registry.Differentiable("wrong_square", WrongSquare.apply, ones, (WrongSquare,), "wrong")
-    bad["on_a_kink"] = registry.Differentiable(
-        "on_a_kink", lambda x: x.relu(), lambda rng: [np.zeros(3)], registry.REGISTRY["relu"].functions, "relu at 0"
-    )
-    bad["raises"] = registry.Differentiable(
-        "raises", lambda x: x @ x, lambda rng: [np.ones((2, 3))], registry.REGISTRY["matmul"].functions, "bad shapes"
-    )
-    monkeypatch.setattr(registry, "REGISTRY", bad)
+    bad = [
+        registry.Differentiable("wrong_square", WrongSquare.apply, ones, (WrongSquare,), "wrong"),
+        registry.Differentiable("on_a_kink", lambda x: x.relu(), lambda rng: [np.zeros(3)],
+                                registry.REGISTRY["relu"].functions, "relu at 0"),
+        registry.Differentiable("raises", lambda x: x @ x, lambda rng: [np.ones((2, 3))],
+                                registry.REGISTRY["matmul"].functions, "bad shapes"),
+    ]
+    for entry in bad:
+        monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
 
 
 def test_a_wrong_gradient_fails_with_exit_1(capsys, monkeypatch):

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_edu as tg
-from tinygrad_edu import Tensor, nn, optim, registry
+from tinygrad_edu import Tensor, nn, optim
 from tinygrad_edu.nn import functional as F
+from tinygrad_edu.testing import registry
 from tinygrad_edu.testing import strategies as tst
 
 SETTINGS = settings(max_examples=15, deadline=None)

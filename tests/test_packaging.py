@@ -34,6 +34,8 @@ def test_wheel_ships_kernels_inside_the_package(wheel):
     sources = sorted(p.name for p in (ROOT / "kernels").iterdir())
     assert sources and all(name.endswith((".cu", ".c")) for name in sources)  # kernels/ holds only sources
     assert sorted(n.split("/")[-1] for n in names if n.startswith("tinygrad_edu/kernels/")) == sources
+    packages = sorted(str(p.parent.relative_to(ROOT)) for p in (ROOT / "tinygrad_edu").rglob("__init__.py"))
+    assert [p for p in packages if f"{p}/__init__.py" not in names] == []  # setup.cfg lists every subpackage
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"tinygrad_edu", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
 

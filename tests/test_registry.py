@@ -1,4 +1,4 @@
-"""The registry of differentiable functions (``tinygrad_edu.registry``): complete, well formed, and right.
+"""The registry of differentiable functions (``tinygrad_edu.testing.registry``): complete, well formed, and right.
 
 * The meta-test: every ``Function`` subclass of the package is exercised by some entry (a new op without an entry
   fails here, naming it).
@@ -11,14 +11,16 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinygrad_edu import Function, gradcheck, registry
+from tinygrad_edu import Function, gradcheck
 from tinygrad_edu.ops import Add
+from tinygrad_edu.testing import registry
 
 NAMES = list(registry.REGISTRY)
 
@@ -29,9 +31,9 @@ NAMES = list(registry.REGISTRY)
 def test_every_function_is_covered_by_a_registry_entry():
     missing = registry.uncovered()
     assert not missing, (
-        f"Function subclasses that no entry of tinygrad_edu/registry.py exercises: {', '.join(missing)}. "
-        "Register an entry for each (register(name, fn, make_inputs, functions)), so the CLI and these tests "
-        "check its gradient."
+        f"Function subclasses that no entry of tinygrad_edu/testing/registry/ exercises: {', '.join(missing)}. "
+        "Register an entry for each (register(name, fn, make_inputs, functions), in the family module where it "
+        "belongs), so the CLI and these tests check its gradient."
     )
 
 
@@ -51,6 +53,19 @@ def test_meta_test_counts_an_abstract_base_as_covered_through_its_subclasses():
     assert "tinygrad_edu.ops.reduce._Extremum" not in registry.uncovered()
     without_max = {n: e for n, e in registry.REGISTRY.items() if n != "max"}
     assert set(registry.uncovered(without_max)) == {"tinygrad_edu.ops.reduce.Max", "tinygrad_edu.ops.reduce._Extremum"}
+
+
+def test_meta_test_walks_every_subpackage_and_the_registry_defines_no_function():
+    modules = {f.__module__ for f in registry.all_functions()}
+    assert "tinygrad_edu.backend.kernels.matmul_cpu" in sys.modules  # kernels/: an ordinary subpackage, walked too
+    assert {"tinygrad_edu.ops.elementwise", "tinygrad_edu.nn.functional.batch_norm"} <= modules
+    assert not [m for m in modules if m.startswith("tinygrad_edu.testing")]  # entries and generators only
+
+
+def test_each_family_module_registers_one_run_of_entries_in_the_order_of_families():
+    families = [e.fn.__module__.rpartition(".")[2] for e in registry.REGISTRY.values()]
+    runs = [family for i, family in enumerate(families) if i == 0 or family != families[i - 1]]
+    assert runs == list(registry.FAMILIES)
 
 
 def test_unregistered_functions_exist_and_are_listed_nowhere():
@@ -83,14 +98,17 @@ def test_entries_selects_in_the_order_given_and_rejects_unknown_names():
         registry.entries(["add", "nope"])
 
 
-def test_register_rejects_a_repeated_name_and_a_non_function(monkeypatch):
-    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
+def test_register_rejects_a_repeated_name_and_a_non_function():
     with pytest.raises(ValueError, match="'add' already exists"):
         registry.register("add", lambda a: a, lambda rng: [np.ones(2)], (Add,))
     with pytest.raises(TypeError, match="Function subclasses"):
         registry.register("new", lambda a: a, lambda rng: [np.ones(2)], (np.add,))
-    entry = registry.register("new", lambda a: a + a, lambda rng: [np.ones(2)], (Add,))
-    assert registry.REGISTRY["new"] is entry and entry.options("float32") == registry.TOLERANCES["float32"]
+    assert "new" not in registry.REGISTRY
+    try:
+        entry = registry.register("new", lambda a: a + a, lambda rng: [np.ones(2)], (Add,))
+        assert registry.REGISTRY["new"] is entry and entry.options("float32") == registry.TOLERANCES["float32"]
+    finally:
+        registry.REGISTRY.pop("new", None)
 
 
 # ----------------------------------------------------------------------------------------------------------------

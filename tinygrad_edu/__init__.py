@@ -7,9 +7,10 @@ program to the GPU. The package in layers, each built on the ones before it:
 
 * core: ``backend/`` (devices and their array namespaces), ``autograd/`` (the tape), ``ops/`` (the primitive ops),
   ``tensor.py`` (the Tensor), with ``dtypes.py``, ``functions.py``, ``creation.py``, ``arguments.py``;
-* library: ``nn/`` (layers: functional, modules, init), ``optim/``, ``amp/`` (mixed precision), ``distributed/``;
+* library: ``nn/`` (layers: functional, modules, init), ``optim/``, ``amp/`` (mixed precision), ``distributed/``,
+  ``serialization.py`` (checkpoints);
 * tools: ``gradcheck.py``, ``testing/`` (Hypothesis strategies and the registry of differentiable ops);
-* apps: ``cli.py``, ``train.py``, ``datasets.py``, ``serialization.py``, ``examples/``.
+* apps: ``cli.py``, ``train.py``, ``datasets.py``, ``examples/``, and the benchmarks (``tinygrad-edu bench``).
 """
 
 from tinygrad_edu import amp, autograd, datasets, distributed

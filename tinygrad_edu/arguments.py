@@ -1,4 +1,4 @@
-"""Argument normalization for Tensor methods: axes, shapes, permutations, paddings, indices.
+"""Argument normalization for Tensor methods: axes, shapes, permutations, paddings, indices, splits.
 
 Each helper turns what a user may write (``-1``, a list, ``reshape(2, 3)`` or ``reshape((2, 3))``) into one
 canonical form the ops rely on, and raises a ValueError naming the method and the shapes when it cannot.
@@ -6,7 +6,8 @@ canonical form the ops rely on, and raises a ValueError naming the method and th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +51,70 @@ def shape_arg(shape: tuple, tensor: Tensor) -> tuple[int, ...]:
             f"reshape: cannot reshape a tensor of shape {tensor.shape} ({size} elements) into {shape} ({known} elements)"
         )
     return shape
+
+
+def varargs(args: tuple) -> tuple:
+    """``permute(1, 0)`` or ``permute((1, 0))``: the arguments as one tuple."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+
+
+def swapped(dim0: int, dim1: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The permutation of ``transpose(dim0, dim1)``: the axes in order, with those two swapped."""
+    ndim = len(shape)
+    for d in (dim0, dim1):
+        if not -ndim <= d < ndim:
+            raise ValueError(f"transpose: axis {d} is out of range for a tensor of shape {shape}")
+    dims = list(range(ndim))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return tuple(dims)
+
+
+def flattened(start_dim: int, end_dim: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``flatten(start_dim, end_dim)``: the axes from start to end (included) merged into one."""
+    if not shape:
+        return (1,)
+    start, end = start_dim % len(shape), end_dim % len(shape)
+    return shape[:start] + (math.prod(shape[start : end + 1]),) + shape[end + 1 :]
+
+
+def unsqueezed(dim: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``unsqueeze(dim)``: a size-1 axis inserted at ``dim`` (counted in the result)."""
+    if not -(len(shape) + 1) <= dim <= len(shape):
+        raise ValueError(f"unsqueeze: axis {dim} is out of range for a tensor of shape {shape}")
+    dim = dim % (len(shape) + 1)
+    return shape[:dim] + (1,) + shape[dim:]
+
+
+def squeezed(dim: int | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``squeeze(dim)``: without every size-1 axis (``dim=None``), or without axis ``dim`` if its size
+    is 1 (unchanged otherwise, as in PyTorch)."""
+    if dim is None:
+        return tuple(n for n in shape if n != 1)
+    ndim = len(shape)
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ValueError(f"squeeze: axis {dim} is out of range for a tensor of shape {shape}")
+    if ndim == 0 or shape[dim % ndim] != 1:
+        return shape
+    return shape[: dim % ndim] + shape[dim % ndim + 1 :]
+
+
+def split_indices(split_size_or_sections: int | Sequence[int], axis: int, shape: tuple[int, ...]) -> list[tuple]:
+    """The index of each piece of ``split``: chunks of ``split_size`` (an int) along ``axis`` (the last one smaller),
+    or of the given sizes (a list adding up to the axis's size)."""
+    n = shape[axis]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+        sizes = [min(split_size_or_sections, n - s) for s in range(0, n, split_size_or_sections)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sections {sizes} do not add up to the size {n} of axis {axis} of shape {shape}")
+    axis, start, indices = axis % len(shape), 0, []
+    for size in sizes:
+        indices.append((slice(None),) * axis + (slice(start, start + size), Ellipsis))
+        start += size
+    return indices
 
 
 def permutation(dims: Iterable[int], ndim: int) -> tuple[int, ...]:

@@ -79,25 +79,34 @@ def _usage_error(command: str, message: str) -> int:
     return EXIT_USAGE
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int) -> int:
+    """``text`` as an integer of at least ``minimum``, for argparse (which reports the ArgumentTypeError)."""
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # gradcheck
 # ----------------------------------------------------------------------------------------------------------------
 def _gradcheck_epilog() -> str:
-    from tinygrad_edu.registry import REGISTRY, TOLERANCES
+    from tinygrad_edu.testing.registry import REGISTRY, TOLERANCES
 
     lines = [
         "Each trial t draws the inputs with numpy.random.default_rng(SEED + t), makes them leaves of --dtype on",
         "--device, and compares the backward pass (in --dtype) with central differences of the same function in",
         "float64. An element passes when |analytic - numeric| <= atol + rtol |numeric|. Tolerances per dtype (see",
-        "tinygrad_edu.registry.TOLERANCES for their derivation: the error of a correct backward pass is its own",
-        "rounding, a few units of the dtype's roundoff, plus cancellation in sums over broadcast axes):",
+        "tinygrad_edu.testing.registry.TOLERANCES for their derivation: the error of a correct backward pass is its",
+        "own rounding, a few units of the dtype's roundoff, plus cancellation in sums over broadcast axes):",
         "",
     ]
     lines += [f"  {dtype:8s} eps {t['eps']:<8g} atol {t['atol']:<8g} rtol {t['rtol']:g}" for dtype, t in TOLERANCES.items()]
@@ -132,7 +141,7 @@ def _shapes(arrays: list[np.ndarray]) -> str:
 
 
 def _run_gradcheck(args: argparse.Namespace) -> int:
-    from tinygrad_edu import registry
+    from tinygrad_edu.testing import registry
 
     try:
         selected = registry.entries(args.names)
@@ -195,8 +204,8 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
 COMMANDS["gradcheck"] = Command(
     help="check every registered function's backward pass against finite differences",
     description=textwrap.fill(
-        "Check the gradients of the registered differentiable functions (tinygrad_edu.registry) against central "
-        "finite differences, and print one table: function, seed, input shapes, max abs error, max rel error, "
+        "Check the gradients of the registered differentiable functions (tinygrad_edu.testing.registry) against "
+        "central finite differences, and print one table: function, seed, input shapes, max abs error, max rel error, "
         "verdict.", width=105,
     ),
     configure=_configure_gradcheck,
@@ -212,13 +221,6 @@ def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 

@@ -1,4 +1,5 @@
-"""Dtypes: the names (``tg.float32`` is ``numpy.dtype('float32')``) and the promotion rule of every binary op.
+"""Dtypes: the names (``tg.float32`` is ``numpy.dtype('float32')``), the default dtypes of new tensors
+(``host_array``) and the promotion rule of every binary op.
 
 Promotion follows PyTorch's rule; ``result_type`` decides it, and ``promote`` converts the operands of ``+ - * / **``,
 ``maximum``, ``minimum``, ``where``, ``@`` and ``linear`` on every device:
@@ -38,6 +39,19 @@ bool_ = np.dtype("bool")
 _CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
 _DEFAULT_FLOAT = float32  # PyTorch's default dtype, for an integer tensor with a Python float
 _DEFAULT_INT = int64
+
+
+def host_array(data: Any, dtype: Any) -> np.ndarray:
+    """A NumPy copy of ``data`` (a list, scalar or array) with PyTorch's default dtypes: Python floats become float32
+    (its default float dtype), Python ints int64; arrays keep their dtype; ``dtype`` overrides."""
+    if dtype is not None:
+        return np.array(data, dtype=np.dtype(dtype), copy=True, order="K")
+    array = np.array(data, copy=True, order="K")
+    if not isinstance(data, (np.ndarray, np.generic)) and array.dtype == np.float64:
+        array = array.astype(np.float32)
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} with dtype {array.dtype}")
+    return array
 
 
 def _is_number(value: Any) -> bool:

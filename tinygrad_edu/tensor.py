@@ -47,7 +47,7 @@ class Tensor:
             if dtype is not None:
                 array = backend.xp.astype(array, backend.dtype(np.dtype(dtype)))
         else:
-            array = backend.asarray(_host_array(host_or_array, dtype))
+            array = backend.asarray(dtypes.host_array(host_or_array, dtype))
         self._data, self._versions, self.backend = array, None, backend
         self.grad: Tensor | None = None
         self._ctx: Function | None = None
@@ -388,50 +388,27 @@ class Tensor:
     view = reshape
 
     def permute(self, *dims: Any) -> Tensor:
-        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        return ops.Permute.apply(self, dims=arguments.permutation(dims, self.ndim))
+        return ops.Permute.apply(self, dims=arguments.permutation(arguments.varargs(dims), self.ndim))
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         """Swap two axes (default: the last two, as ``.T`` on a matrix)."""
-        if self.ndim < 2:
-            return self
-        for d in (dim0, dim1):
-            if not -self.ndim <= d < self.ndim:
-                raise ValueError(f"transpose: axis {d} is out of range for a tensor of shape {self.shape}")
-        dims = list(range(self.ndim))
-        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
-        return self.permute(dims)
+        return self if self.ndim < 2 else self.permute(arguments.swapped(dim0, dim1, self.shape))
 
     @property
     def T(self) -> Tensor:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def expand(self, *shape: Any) -> Tensor:
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return ops.Expand.apply(self, shape=arguments.expand_shape(shape, self))
+        return ops.Expand.apply(self, shape=arguments.expand_shape(arguments.varargs(shape), self))
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        if self.ndim == 0:
-            return self.reshape(1)
-        start, end = start_dim % self.ndim, end_dim % self.ndim
-        shape = self.shape
-        return self.reshape(shape[:start] + (math.prod(shape[start : end + 1]),) + shape[end + 1 :])
+        return self.reshape(arguments.flattened(start_dim, end_dim, self.shape))
 
     def unsqueeze(self, dim: int) -> Tensor:
-        if not -(self.ndim + 1) <= dim <= self.ndim:
-            raise ValueError(f"unsqueeze: axis {dim} is out of range for a tensor of shape {self.shape}")
-        dim = dim % (self.ndim + 1)
-        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+        return self.reshape(arguments.unsqueezed(dim, self.shape))
 
     def squeeze(self, dim: int | None = None) -> Tensor:
-        if dim is None:
-            return self.reshape(tuple(n for n in self.shape if n != 1))
-        if not -max(self.ndim, 1) <= dim < max(self.ndim, 1):
-            raise ValueError(f"squeeze: axis {dim} is out of range for a tensor of shape {self.shape}")
-        if self.ndim == 0 or self.shape[dim % self.ndim] != 1:
-            return self
-        dim = dim % self.ndim
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
+        return self.reshape(arguments.squeezed(dim, self.shape))
 
     def pad(self, pad_width: Any) -> Tensor:
         """Zero-pad; ``pad_width`` is ``((before, after), ...)`` per axis, as ``numpy.pad``."""
@@ -440,19 +417,7 @@ class Tensor:
     def split(self, split_size_or_sections: int | list[int], axis: int = 0) -> tuple[Tensor, ...]:
         """Split into views along ``axis``, chunks of ``split_size`` (an int) or of the given sizes (a list); each
         piece's backward writes into its slice of the input's gradient."""
-        n = self.shape[axis]
-        if isinstance(split_size_or_sections, int):
-            if split_size_or_sections <= 0:
-                raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
-            sizes = [min(split_size_or_sections, n - s) for s in range(0, n, split_size_or_sections)]
-        else:
-            sizes = list(split_size_or_sections)
-            if sum(sizes) != n:
-                raise ValueError(f"split: sections {sizes} do not add up to the size {n} of axis {axis} of shape "
-                                 f"{self.shape}")
-        axis, starts = axis % self.ndim, np.cumsum([0] + sizes[:-1])
-        return tuple(self[(slice(None),) * axis + (slice(int(s), int(s) + size), Ellipsis)]
-                     for s, size in zip(starts, sizes))
+        return tuple(self[index] for index in arguments.split_indices(split_size_or_sections, axis, self.shape))
 
 
 # -- the operators, from tables ---------------------------------------------------------------------------------------
@@ -521,18 +486,6 @@ def _check_bounds(name: str, low: Any, high: Any, hint: str = "") -> None:
             raise TypeError(f"{name}: {which} must be a Python number or None, got {type(bound).__name__}{hint}")
     if low is not None and high is not None and low > high:
         raise InputError(f"{name}: min ({low}) is greater than max ({high})")
-
-
-def _host_array(data: Any, dtype: Any) -> np.ndarray:
-    """Host NumPy array for ``data``, with PyTorch's dtype rules: Python floats -> float32, arrays keep theirs."""
-    if dtype is not None:
-        return np.array(data, dtype=np.dtype(dtype), copy=True, order="K")
-    array = np.array(data, copy=True, order="K")
-    if not isinstance(data, (np.ndarray, np.generic)) and array.dtype == np.float64:
-        array = array.astype(np.float32)
-    if array.dtype == object or array.dtype.kind in "USV":
-        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} with dtype {array.dtype}")
-    return array
 
 
 def _operand(value: Any, like: Tensor, scalars: bool = True) -> Any:

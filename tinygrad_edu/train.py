@@ -18,7 +18,8 @@ Linear by ``Maxout(in, W, pieces=2)`` (the max of two affine maps already is the
 ``--precision mixed16`` (Micikevicius et al. 2018): the model is converted to float16 by ``amp.MasterWeights``
 (normalization layers stay float32), the optimizer steps the FP32 masters, ``amp.GradScaler`` scales the loss
 (dynamic), and the loss is computed in float32 from the float16 logits. On the CPU the float16 matrix products run
-the CPU float16 kernel (``kernels/matmul_cpu.py``: float32 accumulation), on CUDA cuBLAS / our kernels.
+the CPU float16 kernel (``tinygrad_edu/backend/kernels/matmul_cpu.py``: float32 accumulation), on CUDA cuBLAS / our
+kernels.
 
 ``--distributed`` (``mpirun -n K tinygrad-edu train --distributed``): data-parallel training over K processes
 (``tinygrad_edu.distributed``; MPI on the CPU, NCCL with ``--device cuda``, one GPU per process). Every process builds

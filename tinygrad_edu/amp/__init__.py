@@ -8,7 +8,7 @@ The paper's three rules, and where each lives in tinygrad_edu:
    S so that small gradients, which FP16 would flush to zero below 2^-24, are shifted into its range; divide by S
    in FP32 before the update; skip the step when a gradient overflowed.
 3. **FP32 accumulation** in dot products and large reductions: the float16 matmul kernel (``backend.matmul``,
-   ``kernels/``), and the float16 paths of batchnorm, layer norm, softmax and the losses.
+   ``tinygrad_edu/backend/kernels/``), and the float16 paths of batchnorm, layer norm, softmax and the losses.
 
 ``tinygrad_edu.nn.utils.clip_grad_norm_`` clips (after ``GradScaler.unscale_``).
 """

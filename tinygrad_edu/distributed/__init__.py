@@ -25,7 +25,7 @@ from tinygrad_edu.distributed.communicator import (
     find_mpiexec,
     launched_by_mpi,
 )
-from tinygrad_edu.distributed.parallel import DistributedDataParallel
+from tinygrad_edu.distributed.parallel import DistributedDataParallel, GradientSink
 from tinygrad_edu.distributed.process_group import (
     all_reduce,
     barrier,
@@ -47,8 +47,9 @@ from tinygrad_edu.distributed.process_group import (
 from tinygrad_edu.distributed.sampler import DistributedSampler
 
 __all__ = [
-    "Communicator", "DistributedDataParallel", "DistributedSampler", "LocalCommunicator", "MPICommunicator",
-    "NCCLCommunicator", "all_reduce", "barrier", "broadcast", "broadcast_object", "destroy_process_group",
-    "find_mpiexec", "get_backend", "get_local_rank", "get_rank", "get_world_size", "init_process_group", "is_available",
-    "is_initialized", "is_main_process", "launched_by_mpi", "log", "run_on_main_process", "save",
+    "Communicator", "DistributedDataParallel", "DistributedSampler", "GradientSink", "LocalCommunicator",
+    "MPICommunicator", "NCCLCommunicator", "all_reduce", "barrier", "broadcast", "broadcast_object",
+    "destroy_process_group", "find_mpiexec", "get_backend", "get_local_rank", "get_rank", "get_world_size",
+    "init_process_group", "is_available", "is_initialized", "is_main_process", "launched_by_mpi", "log",
+    "run_on_main_process", "save",
 ]

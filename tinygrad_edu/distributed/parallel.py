@@ -18,7 +18,7 @@ Why the average is right: with loss ℓ = (1/K) Σ_k ℓ_k, where ℓ_k is the m
 (unless a layer mixes samples: batchnorm; see ``nn.SyncBatchNorm``). Every replica then takes the same optimizer
 step from the same weights with the same gradient, so they stay identical without sending weights again.
 
-How the all-reduce runs at the end of backward: ``forward`` passes the outputs through ``_GradientSink``, an identity
+How the all-reduce runs at the end of backward: ``forward`` passes the outputs through ``GradientSink``, an identity
 whose backward asks the engine (``autograd.queue_callback``) to call the reducer once the whole backward pass is done.
 """
 
@@ -37,8 +37,10 @@ from tinygrad_edu.nn.modules.module import Module
 from tinygrad_edu.tensor import Tensor
 
 
-class _GradientSink(Function):
-    """Identity. Its backward queues the gradient all-reduce to run when the backward pass ends."""
+class GradientSink(Function):
+    """An identity Function whose backward queues the gradient all-reduce (``reducer.queue()``) to run when the
+    backward pass ends. ``DistributedDataParallel`` passes the model's outputs through it; with ``reducer=None`` it
+    is a plain identity."""
 
     @staticmethod
     def forward(ctx, x, *, reducer):
@@ -200,7 +202,7 @@ class DistributedDataParallel(Module):
         out = self.module(*args, **kwargs)
         if not (is_grad_enabled() and self.require_backward_grad_sync):
             return out
-        return _map_tensors(out, lambda t: _GradientSink.apply(t, reducer=self._reducer) if t.requires_grad else t)
+        return _map_tensors(out, lambda t: GradientSink.apply(t, reducer=self._reducer) if t.requires_grad else t)
 
     def sync_buffers(self) -> None:
         """Give every process rank 0's buffers (batchnorm's running statistics): what ``forward`` does first in

@@ -47,8 +47,8 @@ def command(source: Path, target: Path) -> list[str]:
 
 
 def load(name: str) -> ModuleType | None:
-    """The extension module compiled from ``kernels/<name>.c`` (imported as ``tinygrad_edu.backend.kernels._<name>``), or
-    None when it cannot be compiled here."""
+    """The extension module compiled from ``kernels/<name>.c`` (imported as
+    ``tinygrad_edu.backend.kernels._<name>``), or None when it cannot be compiled here."""
     if name not in _loaded:
         try:
             _loaded[name] = _compile_and_import(name)

@@ -3,29 +3,29 @@
 NumPy has no BLAS path for float16: its float16 matmul is a plain loop that also rounds every partial sum to float16.
 This kernel gets the float32 BLAS to do the work without ever holding a float32 copy of a whole operand:
 
-    for each block of the shared dimension K (a few hundred columns of A, the same rows of B):
+    for each block of the shared dimension K (up to 1024 columns of A, the same rows of B):
         upcast A[:, block] and B[block, :] to float32, into two buffers allocated once
         C32 += A32_block @ B32_block                       (float32 BLAS, float32 accumulator)
     C = round_to_float16(C32)                               (one rounding, at the very end)
 
-Every float16 value is exactly representable in float32, so the upcast loses nothing; products of two float16
-values are exact in float32 too (11 + 11 significant bits < 24). The only roundings are those of the float32
-accumulation and the final one to float16 (the accuracy contract in ``tests/test_matmul_kernel.py``).
+Accuracy contract (tested in ``tests/test_matmul_kernel.py``). Every float16 value is exactly representable in
+float32, so the upcast loses nothing; products of two float16 values are exact in float32 too (11 + 11 significant
+bits < 24). The only roundings are those of the float32 accumulation and the final one to float16, so every element
+of C is within one float16 ulp of the float64 product of the same float16 inputs, plus the float32 accumulation
+bound K·2^-24·Σ_k |a_ik b_kj|.
 
-Two costs decide the speed next to BLAS, and both are paid once per element of A, B and C:
-  * the upcast. NumPy's own float16 -> float32 cast converts one element at a time (about 1.5 ns each);
-  * the final rounding to float16, where NumPy's cast takes about 3.5 ns per element.
-Both run in ``kernels/f16_convert.c``, compiled on first use with this machine's C compiler (``compile_cpu.py``):
-the CPU's F16C instructions convert 8 values at a time (a portable conversion on CPUs without them), bit-exact with
-NumPy. Without it, the upcast moves the
-bits with whole-array integer operations that NumPy vectorizes (``widen_float16``), and the rounding is NumPy's cast.
-The NumPy conversions are spread over the CPU's cores in threads (NumPy releases the GIL); the compiled ones run in
-the calling thread (``PARALLEL``).
-The block along K is 1024 columns (``BLOCK_K``), fewer for very tall or wide operands so that one block of A and one
-of B, in float32, stay within ``BLOCK_BYTES``: the float32 working set is bounded whatever the operands' size (an
-operand with K <= 1024 is upcast in one block). Each extra block costs one pass over C (adding its partial product),
-so blocks are not made smaller than that: with 512-column blocks the kernel ran 13-20% slower at n = 2048 and
-4096 (medians of interleaved runs on a shared 2-core machine).
+Blocks. The block along K is ``BLOCK_K`` = 1024 columns, fewer for very tall or wide operands so that one block of A
+and one of B, in float32, stay within ``BLOCK_BYTES``: the float32 working set is bounded whatever the operands'
+size (an operand with K <= 1024 is upcast in one block). Each extra block costs one pass over C (adding its partial
+product), so the blocks are not made smaller than they must be.
+
+Conversions. Next to the product, two costs are paid once per element: the upcast of A and B, and the final
+rounding of C (NumPy's casts convert one element at a time). Both run in ``kernels/f16_convert.c``, compiled on
+first use with this machine's C compiler (``compile_cpu.py``): the CPU's F16C instructions convert 8 values at a
+time (a portable conversion on CPUs without them), bit-exact with NumPy. Without a compiler, the upcast moves the
+bits with whole-array integer operations that NumPy vectorizes (``widen_float16``) and the rounding is NumPy's cast;
+these NumPy conversions are spread over the CPU's cores in threads (NumPy releases the GIL), while the compiled ones
+run in the calling thread (``PARALLEL``). What each choice gained, measured: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-#: K-columns per block: each block of A is (M, 1024) and of B (1024, N), upcast to float32.
+#: K-columns per block: each block of A is (M, 1024) and of B (1024, N), upcast to float32. Not fewer: every extra
+#: block is one more pass over C (see benchmarks/README.md).
 BLOCK_K = 1024
 #: ... fewer when M + N is so large that the two float32 blocks would take more than this many bytes,
 BLOCK_BYTES = 32 * 2**20
@@ -44,7 +45,7 @@ BLOCK_BYTES = 32 * 2**20
 MIN_BLOCK_K = 128
 #: Work arrays up to this size are kept by each thread for its next call (``_scratch``), one per role.
 KEEP_BYTES = 256 * 2**20
-#: Below this many elements an array is converted in the calling thread (a thread hand-off costs ~20 µs).
+#: Below this many elements an array is converted in the calling thread (a hand-off to threads would cost more).
 PARALLEL_MIN_ELEMENTS = 1 << 17
 #: Rows of a block converted in one go: keeps each conversion's data in the core's L2 cache.
 CHUNK_ELEMENTS = 1 << 18
@@ -59,8 +60,8 @@ _NOT_LOADED = object()
 compiled = _NOT_LOADED
 #: Spread conversions and additions over the cores in threads? Only for the NumPy conversions. The compiled ones run
 #: at memory speed in one thread, and extra threads then lose more than they gain: OpenBLAS's own threads keep
-#: spinning for a while after each product and compete with them (measured at n = 1024, 2048, 4096: 0.83, 0.83,
-#: 0.63 of float32 BLAS with threads, 0.92, 0.88, 0.84 without). Set with ``compiled`` by ``converter()``.
+#: spinning for a while after each product and compete with them (see benchmarks/README.md). Set with ``compiled``
+#: by ``converter()``.
 PARALLEL = True
 
 
@@ -73,6 +74,8 @@ def converter():
         compiled = compile_cpu.load("f16_convert")
         PARALLEL = compiled is None
     return compiled
+
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _kept = threading.local()  # this thread's reusable work arrays (``_scratch``)
@@ -149,10 +152,9 @@ def narrow(src: np.ndarray, dtype) -> np.ndarray:
 def _scratch(role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A work array for one role (a K-block of A, of B, a partial product), kept by this thread across calls.
 
-    Fresh memory costs a page fault per 4 KiB page the first time it is written, which here took as long as the
-    upcast itself (and, for the 64 MiB float32 accumulator of a 4096 x 4096 product, 60 ms of a 500 ms call);
-    reusing the buffers pays that once. Buffers over ``KEEP_BYTES`` are not kept; ``release_buffers()`` frees the
-    calling thread's.
+    Fresh memory costs a page fault per 4 KiB page the first time it is written (as much as the upcast itself; see
+    benchmarks/README.md); reusing the buffers pays that once. Buffers over ``KEEP_BYTES`` are not kept;
+    ``release_buffers()`` frees the calling thread's.
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
