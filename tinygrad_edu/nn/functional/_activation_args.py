@@ -1,4 +1,5 @@
-"""Argument checks shared by the activation functions (leaky_relu, prelu, crelu, elu, maxout)."""
+"""Argument checks shared by the public activation functions (leaky_relu, prelu, crelu, elu, maxout, softmax,
+log_softmax), run before ``Function.apply`` so that the Functions hold only the math."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import numbers
 from typing import Any
 
 from tinygrad_edu.autograd import InputError
+from tinygrad_edu.tensor import Tensor
 
 
-def check_float(ctx: Any, op: str, name: str, x: Any) -> None:
-    """TypeError unless the array ``x`` (argument ``name`` of ``op``) has a floating-point dtype."""
-    dtype = ctx.backend.numpy_dtype(x.dtype)
-    if dtype.kind != "f":
-        raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {dtype}")
+def check_float(op: str, name: str, x: Any) -> None:
+    """TypeError unless ``x`` (argument ``name`` of ``op``) is a Tensor with a floating-point dtype."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
 def check_number(op: str, name: str, value: Any) -> float:

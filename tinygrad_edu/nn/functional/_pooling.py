@@ -6,7 +6,7 @@ A pooling window of size kh × kw slides over the (padded) H × W plane with ste
     OH = floor((H + 2·ph - dh·(kh - 1) - 1) / sh) + 1        (dh = dilation, 1 for average pooling)
 
 Window extraction without im2col: for each kernel offset (i, j) the elements at that offset of ALL windows form
-one strided slice of the padded input, ``xpad[..., i·dh : i·dh + sh·(OH-1) + 1 : sh, j·dw : ... : sw]``, an
+one strided slice of the padded input, ``x_pad[..., i·dh : i·dh + sh·(OH-1) + 1 : sh, j·dw : ... : sw]``, an
 (N, C, OH, OW) array. Forward reduces over the kh·kw slices; backward adds each slice's gradient back through the
 same slice (a scatter-add over kernel offsets, as col2im), so overlapping windows add up.
 """

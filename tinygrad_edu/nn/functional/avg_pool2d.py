@@ -6,6 +6,7 @@ from typing import Any
 
 from tinygrad_edu.autograd import Function
 from tinygrad_edu.nn.functional._pooling import check_input, cropped, geometry, padded, window
+from tinygrad_edu.nn.functional.batch_norm import compute_dtype
 from tinygrad_edu.tensor import Tensor
 
 
@@ -21,40 +22,40 @@ class AvgPool2dFunction(Function):
         dL/dx[u, v] = Σ_{(r, c) : window (r, c) holds (u, v)} g[r, c] / D[r, c]
 
     each output's g / D spread evenly over its window, overlapping windows adding up (col2im over kernel offsets).
-    float16: sums and the backward run in float32, the results are stored in float16.
+    ``avg_pool2d`` hands float16 input over in float32 (the sums and the backward) and rounds y to float16 once.
+    Forward saves D.
     """
 
     @staticmethod
     def forward(ctx, x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), out=(1, 1), count_include_pad=True):
         xp = ctx.xp
-        wide = xp.float32 if x.dtype == ctx.backend.float16 else x.dtype  # accumulate float16 in float32
-        xpad = padded(xp, xp.astype(x, wide), padding, 0.0)
+        x_pad = padded(xp, x, padding, 0.0)
         kh, kw = kernel
         total = None
         for k in range(kh * kw):
-            v = xpad[window(k // kw, k % kw, stride, (1, 1), out)]
+            v = x_pad[window(k // kw, k % kw, stride, (1, 1), out)]
             total = v if total is None else total + v
         if count_include_pad:
-            D = xp.asarray(float(kh * kw), dtype=wide, device=x.device)
+            D = xp.asarray(float(kh * kw), dtype=x.dtype, device=x.device)
         else:  # the same sums over an indicator of the input's positions
-            inside = padded(xp, xp.ones(tuple(x.shape[-2:]), dtype=wide, device=x.device), padding, 0.0)
+            inside = padded(xp, xp.ones(tuple(x.shape[-2:]), dtype=x.dtype, device=x.device), padding, 0.0)
             D = sum(inside[window(k // kw, k % kw, stride, (1, 1), out)] for k in range(kh * kw))
         ctx.save_for_backward(D)
-        ctx.kernel, ctx.stride, ctx.padding, ctx.out, ctx.x_dtype = kernel, stride, padding, out, x.dtype
-        ctx.padded_shape = tuple(xpad.shape)
-        return xp.astype(total / D, x.dtype)
+        ctx.kernel, ctx.stride, ctx.padding, ctx.out = kernel, stride, padding, out
+        ctx.padded_shape = tuple(x_pad.shape)
+        return total / D
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
         (D,) = ctx.saved_tensors
         kh, kw = ctx.kernel
-        share = xp.astype(g, D.dtype) / D  # g / D, once per output
-        dxpad = xp.zeros(tuple(ctx.padded_shape[:-2]) + tuple(ctx.padded_shape[-2:]), dtype=D.dtype, device=g.device)
+        share = g / D  # g / D, once per output
+        dx_pad = xp.zeros(ctx.padded_shape, dtype=g.dtype, device=g.device)
         for k in range(kh * kw):  # scatter-add over kernel offsets (col2im)
             index = window(k // kw, k % kw, ctx.stride, (1, 1), ctx.out)
-            dxpad[index] = dxpad[index] + share
-        return xp.astype(cropped(dxpad, ctx.padding), ctx.x_dtype)
+            dx_pad[index] = dx_pad[index] + share
+        return cropped(dx_pad, ctx.padding)
 
 
 def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002 - PyTorch's name
@@ -68,4 +69,7 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     if not isinstance(count_include_pad, bool):
         raise TypeError(f"avg_pool2d: count_include_pad must be a bool, got {type(count_include_pad).__name__}")
     k, s, p, _, out = geometry("avg_pool2d", input.shape, kernel_size, stride, padding)
-    return AvgPool2dFunction.apply(input, kernel=k, stride=s, padding=p, out=out, count_include_pad=count_include_pad)
+    compute = compute_dtype(input)  # float16: summed in float32, by differentiable casts
+    y = AvgPool2dFunction.apply(input.astype(compute), kernel=k, stride=s, padding=p, out=out,
+                                count_include_pad=count_include_pad)
+    return y.astype(input.dtype)

@@ -47,8 +47,9 @@ class Conv2dFunction(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1)):
         xp = ctx.xp
-        N, C, H, W, C_out, KH, KW, OH, OW = _check(x, weight, bias, stride, padding, dilation)
         (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, padding, dilation
+        (N, C, H, W), (C_out, _, KH, KW) = x.shape, weight.shape
+        OH, OW = (H + pt + pb - dh * (KH - 1) - 1) // sh + 1, (W + pl + pr - dw * (KW - 1) - 1) // sw + 1
         # x_pad laid out (C, N, Hp, Wp), so that X_col comes out (C·KH·KW, N·OH·OW) and all products are 2-D
         x_pad = xp.zeros((C, N, H + pt + pb, W + pl + pr), dtype=x.dtype, device=ctx.backend.device)
         x_pad[:, :, pt:pt + H, pl:pl + W] = xp.permute_dims(x, (1, 0, 2, 3))
@@ -77,11 +78,11 @@ class Conv2dFunction(Function):
         if len(needs) > 2 and needs[2]:
             dbias = accumulating_sum(xp, g, axis=1)  # G 1, in float32 for float16
         if needs[0]:
-            d_col = xp.reshape(backend.matmul(xp.matrix_transpose(w_mat), g), (C, KH, KW, N, OH, OW))  # W_matᵀ G
+            dx_col = xp.reshape(backend.matmul(xp.matrix_transpose(w_mat), g), (C, KH, KW, N, OH, OW))  # W_matᵀ G
             dx_pad = xp.zeros((C, N, H + pt + pb, W + pl + pr), dtype=dy.dtype, device=backend.device)
             for i in range(KH):  # col2im: overlapping windows add up
                 for j in range(KW):
-                    dx_pad[:, :, _window(i, dh, sh, OH), _window(j, dw, sw, OW)] += d_col[:, i, j, ...]
+                    dx_pad[:, :, _window(i, dh, sh, OH), _window(j, dw, sw, OW)] += dx_col[:, i, j, ...]
             dx = xp.permute_dims(dx_pad[:, :, pt:pt + H, pl:pl + W], (1, 0, 2, 3))  # crop the padding
         return dx, dweight, dbias
 
@@ -91,33 +92,27 @@ def _window(i: int, d: int, s: int, out: int) -> slice:
     return slice(i * d, i * d + s * (out - 1) + 1, s)
 
 
-def _check(x, weight, bias, stride, padding, dilation):
-    """Validate shapes and return N, C, H, W, C_out, KH, KW, OH, OW."""
+def _check_shapes(x: Tensor, weight: Tensor, bias: Tensor | None, padding, dilation) -> None:
+    """InputError unless x (N, C, H, W), weight (C_out, C, KH, KW) and bias (C_out,) fit together, have one dtype,
+    and the kernel fits in the padded input."""
     if x.ndim != 4:
-        raise InputError(f"conv2d: expected input of shape (N, C, H, W) (4-D), got shape {tuple(x.shape)} "
-                         f"({x.ndim}-D)")
-    if weight.ndim != 4:
-        raise InputError(f"conv2d: expected weight of shape (out_channels, in_channels, kH, kW) (4-D), got shape "
-                         f"{tuple(weight.shape)}")
-    N, C, H, W = x.shape
+        raise InputError(f"conv2d: expected input of shape (N, C, H, W) (4-D), got shape {x.shape} ({x.ndim}-D)")
+    _, C, H, W = x.shape
     C_out, C_w, KH, KW = weight.shape
     if C != C_w:
-        raise InputError(f"conv2d: input of shape {tuple(x.shape)} has {C} channels but weight of shape "
-                         f"{tuple(weight.shape)} expects {C_w} (weight is (out_channels, in_channels, kH, kW))")
+        raise InputError(f"conv2d: input of shape {x.shape} has {C} channels but weight of shape {weight.shape} "
+                         f"expects {C_w} (weight is (out_channels, in_channels, kH, kW))")
     if x.dtype != weight.dtype or (bias is not None and bias.dtype != x.dtype):
         raise InputError(f"conv2d: input, weight and bias must have one dtype, got {x.dtype}, {weight.dtype}"
                          + (f", {bias.dtype}" if bias is not None else ""))
-    if bias is not None and tuple(bias.shape) != (C_out,):
-        raise InputError(f"conv2d: bias has shape {tuple(bias.shape)}, expected ({C_out},) (one per output channel)")
-    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, padding, dilation
-    sizes = []
-    for axis, size, k, d, s, p in (("height", H, KH, dh, sh, pt + pb), ("width", W, KW, dw, sw, pl + pr)):
+    if bias is not None and bias.shape != (C_out,):
+        raise InputError(f"conv2d: bias has shape {bias.shape}, expected ({C_out},) (one per output channel)")
+    (pt, pb, pl, pr), (dh, dw) = padding, dilation
+    for axis, size, k, d, p in (("height", H, KH, dh, pt + pb), ("width", W, KW, dw, pl + pr)):
         span = d * (k - 1) + 1
         if size + p < span:
             raise InputError(f"conv2d: the kernel spans {span} pixels in {axis} (size {k}, dilation {d}), more than "
-                             f"the padded input's {size + p} (input shape {tuple(x.shape)}, padding {p} in all)")
-        sizes.append((size + p - span) // s + 1)
-    return (N, C, H, W, C_out, KH, KW, *sizes)
+                             f"the padded input's {size + p} (input shape {x.shape}, padding {p} in all)")
 
 
 def _pair(name: str, value, minimum: int) -> tuple[int, int]:
@@ -163,7 +158,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if weight.ndim != 4:
         raise InputError(f"conv2d: expected weight of shape (out_channels, in_channels, kH, kW) (4-D), got shape "
                          f"{weight.shape}")
-    options = dict(zip(("stride", "padding", "dilation"), conv2d_arguments(weight.shape, stride, padding, dilation)))
+    stride, padding, dilation = conv2d_arguments(weight.shape, stride, padding, dilation)
+    _check_shapes(input, weight, bias, padding, dilation)
+    options = dict(stride=stride, padding=padding, dilation=dilation)
     if bias is None:
         return Conv2dFunction.apply(input, weight, **options)
     return Conv2dFunction.apply(input, weight, bias, **options)

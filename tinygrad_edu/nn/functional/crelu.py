@@ -22,12 +22,10 @@ class CRelu(Function):
 
     @staticmethod
     def forward(ctx, x, dim=1):
-        check_float(ctx, "crelu", "input", x)
-        dim = check_dim("crelu", dim, tuple(x.shape))
         xp = ctx.xp
         ctx.save_for_backward(x)
-        ctx.dim = dim
-        return xp.concat([xp.maximum(x, 0.0), xp.maximum(-x, 0.0)], axis=dim)
+        ctx.dim = dim % x.ndim
+        return xp.concat([xp.maximum(x, 0.0), xp.maximum(-x, 0.0)], axis=ctx.dim)
 
     @staticmethod
     def backward(ctx, g):
@@ -42,4 +40,5 @@ def crelu(input: Tensor, dim: int = 1) -> Tensor:  # noqa: A002 - the name of Py
     """``concat(relu(x), relu(-x))`` along ``dim`` (default 1, the channel axis), which doubles that axis. PyTorch has
     no crelu; the name and the default follow Shang et al. and TensorFlow's ``tf.nn.crelu`` (whose default axis is -1,
     the channel axis of NHWC)."""
-    return CRelu.apply(input, dim=dim)
+    check_float("crelu", "input", input)
+    return CRelu.apply(input, dim=check_dim("crelu", dim, input.shape))

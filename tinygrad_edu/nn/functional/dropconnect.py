@@ -24,32 +24,25 @@ class DropConnectLinearFunction(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None, p=0.5):
         backend = ctx.backend
-        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-            raise InputError(
-                f"dropconnect_linear: input of shape {tuple(x.shape)} does not match weight of shape "
-                f"{tuple(weight.shape)} (expected input (..., in_features) and weight (out_features, in_features))"
-            )
-        if bias is not None and (bias.ndim != 1 or bias.shape[0] != weight.shape[0]):
-            raise InputError(f"dropconnect_linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
-        mask = backend.bernoulli(tuple(weight.shape), 1 - p, backend.numpy_dtype(weight.dtype))
+        M = backend.bernoulli(tuple(weight.shape), 1 - p, backend.numpy_dtype(weight.dtype))
         ctx.scale = 1 / (1 - p)
-        w_tilde = weight * mask * ctx.scale
-        ctx.save_for_backward(x, w_tilde, mask)
+        w_tilde = weight * M * ctx.scale
+        ctx.save_for_backward(x, w_tilde, M)
         y = backend.matmul(x, w_tilde.T)
         return y if bias is None else y + bias
 
     @staticmethod
     def backward(ctx, g):
         xp, backend = ctx.xp, ctx.backend
-        x, w_tilde, mask = ctx.saved_tensors
+        x, w_tilde, M = ctx.saved_tensors
         dx = backend.matmul(g, w_tilde) if ctx.needs_input_grad[0] else None
-        rows_g, rows_x = xp.reshape(g, (-1, g.shape[-1])), xp.reshape(x, (-1, x.shape[-1]))  # (n, out), (n, in)
-        dw = backend.matmul(rows_g.T, rows_x) * mask * ctx.scale if ctx.needs_input_grad[1] else None
+        G, X = xp.reshape(g, (-1, g.shape[-1])), xp.reshape(x, (-1, x.shape[-1]))  # rows: (n, out), (n, in)
+        dW = backend.matmul(G.T, X) * M * ctx.scale if ctx.needs_input_grad[1] else None
         db = None
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
-            rows = xp.astype(rows_g, xp.float32) if rows_g.dtype == backend.float16 else rows_g  # float16: sum in float32
+            rows = xp.astype(G, xp.float32) if G.dtype == backend.float16 else G  # float16: sum in float32
             db = xp.astype(xp.sum(rows, axis=0), g.dtype)
-        return dx, dw, db
+        return dx, dW, db
 
 
 def dropconnect_linear(
@@ -66,6 +59,13 @@ def dropconnect_linear(
     check_float_input("dropconnect_linear", input)
     if not training or p == 0:
         return linear(input, weight, bias)
+    if weight.ndim != 2 or input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise InputError(
+            f"dropconnect_linear: input of shape {input.shape} does not match weight of shape {tuple(weight.shape)} "
+            "(expected input (..., in_features) and weight (out_features, in_features))"
+        )
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != weight.shape[0]):
+        raise InputError(f"dropconnect_linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
     if bias is None:
         return DropConnectLinearFunction.apply(input, weight, p=p)
     return DropConnectLinearFunction.apply(input, weight, bias, p=p)

@@ -29,15 +29,15 @@ class DropoutFunction(Function):
     @staticmethod
     def forward(ctx, x, p=0.5):
         backend = ctx.backend
-        mask = backend.bernoulli(ctx.mask_shape(x), 1 - p, backend.numpy_dtype(x.dtype))
-        ctx.save_for_backward(mask)
+        m = backend.bernoulli(ctx.mask_shape(x), 1 - p, backend.numpy_dtype(x.dtype))
+        ctx.save_for_backward(m)
         ctx.scale = 1 / (1 - p)
-        return x * mask * ctx.scale
+        return x * m * ctx.scale
 
     @staticmethod
     def backward(ctx, dy):
-        (mask,) = ctx.saved_tensors
-        return dy * mask * ctx.scale
+        (m,) = ctx.saved_tensors
+        return dy * m * ctx.scale
 
 
 def check_p(op: str, p: object) -> float:

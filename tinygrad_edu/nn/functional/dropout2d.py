@@ -22,11 +22,7 @@ class Dropout2dFunction(DropoutFunction):
 
     @staticmethod
     def mask_shape(x) -> tuple[int, ...]:
-        if x.ndim not in (3, 4):
-            raise InputError(
-                f"dropout2d: expected an input of shape (N, C, H, W) or (N, C, L), got shape {tuple(x.shape)} "
-                f"({x.ndim}-D)"
-            )
+        """One mask value per channel of each sample: (N, C, 1, 1) or (N, C, 1)."""
         return tuple(x.shape[:2]) + (1,) * (x.ndim - 2)
 
 

@@ -21,7 +21,6 @@ class Elu(Function):
 
     @staticmethod
     def forward(ctx, x, alpha=1.0):
-        check_float(ctx, "elu", "input", x)
         xp = ctx.xp
         positive = x > 0
         y = xp.where(positive, x, alpha * xp.expm1(xp.minimum(x, 0.0)))  # min: no overflow in the unused branch
@@ -38,4 +37,6 @@ class Elu(Function):
 def elu(input: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: A002 - PyTorch's name
     """``x`` where x > 0, ``alpha * (exp(x) - 1)`` elsewhere (``torch.nn.functional.elu``). Any alpha is accepted,
     as in PyTorch."""
-    return Elu.apply(input, alpha=check_number("elu", "alpha", alpha))
+    alpha = check_number("elu", "alpha", alpha)
+    check_float("elu", "input", input)
+    return Elu.apply(input, alpha=alpha)

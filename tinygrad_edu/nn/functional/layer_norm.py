@@ -8,6 +8,8 @@ import numbers
 from collections.abc import Sequence
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.nn.functional._activation_args import check_float
+from tinygrad_edu.nn.functional.batch_norm import compute_dtype
 from tinygrad_edu.tensor import Tensor
 
 
@@ -23,50 +25,37 @@ class LayerNormFunction(Function):
         dγ = Σ_leading dy ⊙ x̂          dβ = Σ_leading dy          (sums over the leading, batch-like axes)
 
     The two means are what the group's μ and σ pass back: shifting x moves μ with it (mean term), scaling x scales σ
-    (x̂ term). float16 inputs are normalized in float32 and the output is rounded to float16 once. Forward saves x̂
-    and σ (in the compute dtype) and γ.
+    (x̂ term). x, γ and β come in one dtype: ``layer_norm`` normalizes float16 input in float32 and rounds the output
+    to float16 once. Forward saves x̂, σ and γ.
     """
 
     @staticmethod
-    def forward(ctx, x, weight=None, bias=None, normalized_shape=(), eps=1e-5):
-        xp, backend = ctx.xp, ctx.backend
-        _check(ctx, x, weight, bias, normalized_shape)
-        k = len(normalized_shape)
+    def forward(ctx, x, gamma=None, beta=None, normalized_shape=(), eps=1e-5):
+        xp, k = ctx.xp, len(normalized_shape)
         ctx.axes, ctx.leading = tuple(range(x.ndim - k, x.ndim)), tuple(range(x.ndim - k))
-        ctx.dtypes = tuple(None if a is None else a.dtype for a in (x, weight, bias))
-        compute = xp.float32 if x.dtype == backend.float16 else x.dtype
-        x = _cast(xp, x, compute)
         mu = xp.mean(x, axis=ctx.axes, keepdims=True)
-        centered = x - mu
-        sigma = xp.sqrt(xp.mean(centered * centered, axis=ctx.axes, keepdims=True) + eps)
-        xhat = centered / sigma
-        gamma = None if weight is None else _cast(xp, weight, compute)
-        ctx.save_for_backward(xhat, sigma, gamma)
-        y = xhat if gamma is None else xhat * gamma
-        if bias is not None:
-            y = y + _cast(xp, bias, compute)
-        return _cast(xp, y, ctx.dtypes[0])
+        x_mu = x - mu
+        sigma = xp.sqrt(xp.mean(x_mu * x_mu, axis=ctx.axes, keepdims=True) + eps)
+        x_hat = x_mu / sigma
+        ctx.save_for_backward(x_hat, sigma, gamma)
+        y = x_hat if gamma is None else x_hat * gamma
+        return y if beta is None else y + beta
 
     @staticmethod
     def backward(ctx, dy):
         xp = ctx.xp
-        xhat, sigma, gamma = ctx.saved_tensors
-        dy = _cast(xp, dy, xhat.dtype)
-        dx = dgamma = dbeta = None
+        x_hat, sigma, gamma = ctx.saved_tensors
+        dx = d_gamma = d_beta = None
         if ctx.needs_input_grad[0]:
-            dxhat = dy if gamma is None else dy * gamma
-            mean_dxhat = xp.mean(dxhat, axis=ctx.axes, keepdims=True)
-            mean_dxhat_xhat = xp.mean(dxhat * xhat, axis=ctx.axes, keepdims=True)
-            dx = _cast(xp, (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) / sigma, ctx.dtypes[0])
+            dx_hat = dy if gamma is None else dy * gamma
+            mean_dx_hat = xp.mean(dx_hat, axis=ctx.axes, keepdims=True)
+            mean_dx_hat_x_hat = xp.mean(dx_hat * x_hat, axis=ctx.axes, keepdims=True)
+            dx = (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat) / sigma
         if ctx.needs_input_grad[1]:
-            dgamma = _cast(xp, _sum_leading(xp, dy * xhat, ctx.leading), ctx.dtypes[1])
+            d_gamma = _sum_leading(xp, dy * x_hat, ctx.leading)
         if ctx.needs_input_grad[2]:
-            dbeta = _cast(xp, _sum_leading(xp, dy, ctx.leading), ctx.dtypes[2])
-        return dx, dgamma, dbeta
-
-
-def _cast(xp, a, dtype):
-    return a if a.dtype == dtype else xp.astype(a, dtype)
+            d_beta = _sum_leading(xp, dy, ctx.leading)
+        return dx, d_gamma, d_beta
 
 
 def _sum_leading(xp, a, leading):
@@ -74,9 +63,11 @@ def _sum_leading(xp, a, leading):
     return xp.sum(a, axis=leading) if leading else a
 
 
-def _check(ctx, x, weight, bias, normalized_shape):
-    """InputError naming the layer, the argument, what was expected and what came."""
-    shape, k = tuple(x.shape), len(normalized_shape)
+def _check(x, weight, bias, normalized_shape):
+    """TypeError/InputError naming the layer, the argument, what was expected and what came."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"layer_norm: input must be a Tensor, got {type(x).__name__}")
+    shape, k = x.shape, len(normalized_shape)
     if k > len(shape) or shape[len(shape) - k :] != normalized_shape:
         raise InputError(
             f"layer_norm: normalized_shape {normalized_shape} does not match the trailing axes of the input of shape "
@@ -87,10 +78,10 @@ def _check(ctx, x, weight, bias, normalized_shape):
             raise InputError(
                 f"layer_norm: {name} has shape {tuple(a.shape)}, expected normalized_shape {normalized_shape}"
             )
-    for name, a in (("input", x), ("weight", weight), ("bias", bias)):
-        if a is not None and ctx.backend.numpy_dtype(a.dtype).kind != "f":
-            raise TypeError(f"layer_norm: {name} must be a floating-point tensor, got dtype "
-                            f"{ctx.backend.numpy_dtype(a.dtype)}")
+    check_float("layer_norm", "input", x)
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is not None and a.dtype.kind != "f":
+            raise TypeError(f"layer_norm: {name} must be a floating-point tensor, got dtype {a.dtype}")
 
 
 def normalized_shape_arg(normalized_shape: int | Sequence[int], op: str = "layer_norm") -> tuple[int, ...]:
@@ -119,4 +110,9 @@ def layer_norm(
     normalized_shape = normalized_shape_arg(normalized_shape)
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
         raise InputError(f"layer_norm: eps must be a non-negative number, got {eps!r}")
-    return LayerNormFunction.apply(input, weight, bias, normalized_shape=normalized_shape, eps=float(eps))
+    _check(input, weight, bias, normalized_shape)
+    compute = compute_dtype(input)  # float16: normalized in float32, by differentiable casts
+    gamma = None if weight is None else weight.astype(compute)
+    beta = None if bias is None else bias.astype(compute)
+    y = LayerNormFunction.apply(input.astype(compute), gamma, beta, normalized_shape=normalized_shape, eps=float(eps))
+    return y.astype(input.dtype)

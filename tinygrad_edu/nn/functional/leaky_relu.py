@@ -19,7 +19,6 @@ class LeakyRelu(Function):
 
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
-        check_float(ctx, "leaky_relu", "input", x)
         positive = x > 0
         ctx.save_for_backward(positive)
         ctx.negative_slope = negative_slope
@@ -34,4 +33,6 @@ class LeakyRelu(Function):
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa: A002 - PyTorch's name
     """``x`` where x > 0, ``negative_slope * x`` elsewhere (``torch.nn.functional.leaky_relu``). Any slope is
     accepted, as in PyTorch (a > 1 or a < 0 included)."""
-    return LeakyRelu.apply(input, negative_slope=check_number("leaky_relu", "negative_slope", negative_slope))
+    negative_slope = check_number("leaky_relu", "negative_slope", negative_slope)
+    check_float("leaky_relu", "input", input)
+    return LeakyRelu.apply(input, negative_slope=negative_slope)

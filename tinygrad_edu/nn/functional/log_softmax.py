@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinygrad_edu.autograd import Function
-from tinygrad_edu.nn.functional._activation_args import check_float
-from tinygrad_edu.nn.functional.softmax import _axis, _cast, _compute, _dtype_arg, _softmax_dim
+from tinygrad_edu.nn.functional.softmax import softmax_along
 from tinygrad_edu.tensor import Tensor
 
 
@@ -21,36 +20,30 @@ class LogSoftmaxFunction(Function):
 
         dL/dx = g - p ⊙ Σ_j g_j          (the sum along ``dim``, kept as a size-1 axis)
 
-    Each row of dL/dx sums to 0 (Σ_i p_i = 1), as adding a constant to a row does not change z. float16 input is
-    computed in float32 (the shifted exp, the sum and the log) and rounded to float16 once; backward sums in
-    float32 too. Forward saves p in the compute dtype (exp of the unrounded z).
+    Each row of dL/dx sums to 0 (Σ_i p_i = 1), as adding a constant to a row does not change z. A 0-d x is its own
+    row (z = 0). ``log_softmax`` hands float16 input over in float32 (the shifted exp, the sum and the log) and
+    rounds z to float16 once; the backward sums in float32 too. Forward saves p (exp of the unrounded z).
     """
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        check_float(ctx, "log_softmax", "input", x)
         xp = ctx.xp
-        ctx.axis, ctx.dtype = _axis("log_softmax", dim, tuple(x.shape)), x.dtype
-        x = _compute(ctx, x)
-        shifted = x - xp.max(x, axis=ctx.axis, keepdims=True)
-        z = shifted - xp.log(xp.sum(xp.exp(shifted), axis=ctx.axis, keepdims=True))
+        ctx.axis = (dim,) if x.ndim else ()
+        x_m = x - xp.max(x, axis=ctx.axis, keepdims=True)
+        z = x_m - xp.log(xp.sum(xp.exp(x_m), axis=ctx.axis, keepdims=True))
         p = xp.exp(z)
         ctx.save_for_backward(p)
-        return _cast(xp, z, ctx.dtype)
+        return z
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
         (p,) = ctx.saved_tensors
-        g = _cast(xp, g, p.dtype)
-        return _cast(xp, g - p * xp.sum(g, axis=ctx.axis, keepdims=True), ctx.dtype)
+        return g - p * xp.sum(g, axis=ctx.axis, keepdims=True)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
     """``x - log Σ exp(x)`` along ``dim`` (``torch.nn.functional.log_softmax``). ``dim=None`` follows PyTorch's
     deprecated implicit choice (axis 0 for 0-, 1- and 3-d inputs, else axis 1) and warns: always pass ``dim``.
     ``dtype`` casts the input first (e.g. float16 logits to a float32 result)."""
-    input = _dtype_arg("log_softmax", input, dtype)
-    if dim is None:
-        dim = _softmax_dim("log_softmax", input.ndim, _stacklevel)
-    return LogSoftmaxFunction.apply(input, dim=dim)
+    return softmax_along("log_softmax", LogSoftmaxFunction, input, dim, _stacklevel, dtype)

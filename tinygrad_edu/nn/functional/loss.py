@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.tensor import Tensor
 
@@ -32,16 +34,9 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, target, reduction="mean"):
         xp = ctx.xp
-        if logits.ndim != 2 or target.ndim != 1 or target.shape[0] != logits.shape[0]:
-            raise InputError(
-                f"cross_entropy: expected logits (N, C) and target (N,), got {tuple(logits.shape)} and "
-                f"{tuple(target.shape)}"
-            )
         n, classes = logits.shape
         z = xp.astype(logits, xp.float32) if logits.dtype == ctx.backend.float16 else logits
         onehot = xp.astype(xp.arange(classes, device=logits.device)[None, :] == target[:, None], z.dtype)
-        if n and bool(xp.sum(onehot) != n):  # a row without a 1: its class index is outside [0, C)
-            raise InputError(f"cross_entropy: target values must be in [0, {classes}), got values outside")
         shifted = z - xp.max(z, axis=1, keepdims=True)
         exp = xp.exp(shifted)
         sum_exp = xp.sum(exp, axis=1, keepdims=True)
@@ -65,28 +60,25 @@ class CrossEntropy(Function):
 
 
 class MSELoss(Function):
-    """ℓ = (a - b)²  elementwise;  dℓ/da = 2 (a - b),  dℓ/db = -2 (a - b)."""
+    """ℓ = d² elementwise, d = a - b (then the mean over its n elements, the sum, or none: ``reduction``);
+    dℓ/da = 2 d,  dℓ/db = -2 d. a and b come in one dtype: ``mse_loss`` hands float16 over in float32."""
 
     @staticmethod
     def forward(ctx, a, b, reduction="mean"):
         xp = ctx.xp
-        if tuple(a.shape) != tuple(b.shape):
-            raise InputError(f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
-        diff = a - b
-        if diff.dtype == ctx.backend.float16:
-            diff = xp.astype(a, xp.float32) - xp.astype(b, xp.float32)
-        ctx.save_for_backward(diff)
-        ctx.reduction, ctx.n = reduction, diff.size
-        squared = diff * diff
+        d = a - b
+        ctx.save_for_backward(d)
+        ctx.reduction, ctx.n = reduction, d.size
+        squared = d * d
         if reduction != "none":
             squared = xp.sum(squared) / ctx.n if reduction == "mean" else xp.sum(squared)
-        return _cast(xp, squared, a.dtype)
+        return squared
 
     @staticmethod
     def backward(ctx, g):
-        (diff,) = ctx.saved_tensors
-        grad = 2 * diff * _upstream(ctx.xp, _cast(ctx.xp, g, diff.dtype), ctx.reduction, ctx.n)
-        return (grad if ctx.needs_input_grad[0] else None, -grad if ctx.needs_input_grad[1] else None)
+        (d,) = ctx.saved_tensors
+        grad_a = 2 * d * _upstream(ctx.xp, g, ctx.reduction, ctx.n)
+        return (grad_a if ctx.needs_input_grad[0] else None, -grad_a if ctx.needs_input_grad[1] else None)
 
 
 def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -96,6 +88,13 @@ def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Te
         target = Tensor(target, device=logits.device)
     if target.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}")
+    if logits.ndim != 2 or target.ndim != 1 or target.shape[0] != logits.shape[0]:
+        raise InputError(f"cross_entropy: expected logits (N, C) and target (N,), got {tuple(logits.shape)} and "
+                         f"{target.shape}")
+    classes, xp, t = logits.shape[1], target.backend.xp, target.data
+    # the class indices must lie in [0, C): one boolean from the device (PyTorch's CUDA kernel asserts on the device)
+    if target.numel() and not bool(target.backend.to_host(xp.all((t >= 0) & (t < classes)))):
+        raise InputError(f"cross_entropy: target values must be in [0, {classes}), got values outside")
     return CrossEntropy.apply(logits, target, reduction=reduction)
 
 
@@ -104,4 +103,10 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
     _check_reduction("mse_loss", reduction)
     if not isinstance(target, Tensor):
         target = Tensor(target, dtype=input.dtype, device=input.device)
-    return MSELoss.apply(input, target, reduction=reduction)
+    if tuple(input.shape) != target.shape:
+        raise InputError(f"mse_loss: input shape {tuple(input.shape)} and target shape {target.shape} differ")
+    dtype = input.dtype  # of the result
+    if np.float16 in (input.dtype, target.dtype):  # float16: a - b and the sums in float32 (or the wider dtype)
+        compute = np.promote_types(np.result_type(input.dtype, target.dtype), np.float32)
+        input, target = input.astype(compute), target.astype(compute)
+    return MSELoss.apply(input, target, reduction=reduction).astype(dtype)

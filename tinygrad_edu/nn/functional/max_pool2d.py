@@ -13,12 +13,12 @@ from tinygrad_edu.tensor import Tensor
 
 
 class MaxPool2dFunction(Function):
-    """x (N, C, H, W) or (C, H, W), padded with -inf by (ph, pw). With window (a, b) of output position (r, c) the
-    set of padded positions (r·sh + i·dh, c·sw + j·dw), i < kh, j < kw:
+    """x (N, C, H, W) or (C, H, W), padded with -inf by (ph, pw). The window of output position (r, c) is the set
+    of padded positions (r·sh + i·dh, c·sw + j·dw), i < kh, j < kw:
 
         y[r, c] = max_{(i, j)} x[r·sh + i·dh, c·sw + j·dw]
 
-    Gradient (g = dL/dy): each g[r, c] goes to the one input the max came from, the winner offset k*(r, c):
+    Gradient (g = dL/dy): each g[r, c] goes to the one input the max came from, at the winning offset k*(r, c):
 
         dL/dx[u, v] = Σ_{(r, c) : (u, v) = position of k*(r, c)} g[r, c]
 
@@ -33,36 +33,36 @@ class MaxPool2dFunction(Function):
     @staticmethod
     def forward(ctx, x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), out=(1, 1)):
         xp = ctx.xp
-        xpad = padded(xp, x, padding, -math.inf)
+        x_pad = padded(xp, x, padding, -math.inf)
         # where the real input is: an input of -inf beats the -inf padding around it, as in PyTorch
         inside = padded(xp, xp.ones(x.shape, dtype=xp.bool, device=x.device), padding, False)
-        best, winner, best_inside = None, None, None
+        best, k_star, best_inside = None, None, None
         for k in range(kernel[0] * kernel[1]):  # offsets in row-major order: a later offset wins only if larger
             index = window(k // kernel[1], k % kernel[1], stride, dilation, out)
-            v, v_inside = xpad[index], inside[index]
+            v, v_inside = x_pad[index], inside[index]
             if best is None:
-                best, winner, best_inside = v, xp.zeros(v.shape, dtype=xp.int64, device=v.device), v_inside
+                best, k_star, best_inside = v, xp.zeros(v.shape, dtype=xp.int64, device=v.device), v_inside
                 continue
             better = (v > best) | (xp.isnan(v) & ~xp.isnan(best)) | (v_inside & ~best_inside & (v >= best))
             best = xp.where(better, v, best)
             best_inside = best_inside | v_inside
-            winner = xp.where(better, xp.asarray(k, dtype=xp.int64, device=v.device), winner)
-        ctx.save_for_backward(winner)
+            k_star = xp.where(better, xp.asarray(k, dtype=xp.int64, device=v.device), k_star)
+        ctx.save_for_backward(k_star)
         ctx.kernel, ctx.stride, ctx.padding, ctx.dilation, ctx.out = kernel, stride, padding, dilation, out
-        ctx.padded_shape = tuple(xpad.shape)
+        ctx.padded_shape = tuple(x_pad.shape)
         return xp.asarray(best, copy=True)
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
-        (winner,) = ctx.saved_tensors
+        (k_star,) = ctx.saved_tensors
         kh, kw = ctx.kernel
-        dxpad = xp.zeros(ctx.padded_shape, dtype=g.dtype, device=g.device)
+        dx_pad = xp.zeros(ctx.padded_shape, dtype=g.dtype, device=g.device)
         zero = xp.zeros((), dtype=g.dtype, device=g.device)
         for k in range(kh * kw):  # scatter-add over kernel offsets (col2im)
             index = window(k // kw, k % kw, ctx.stride, ctx.dilation, ctx.out)
-            dxpad[index] = dxpad[index] + xp.where(winner == k, g, zero)
-        return cropped(dxpad, ctx.padding)
+            dx_pad[index] = dx_pad[index] + xp.where(k_star == k, g, zero)
+        return cropped(dx_pad, ctx.padding)
 
 
 def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002 - PyTorch's name

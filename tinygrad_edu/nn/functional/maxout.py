@@ -32,27 +32,21 @@ class MaxoutFunction(Function):
     @staticmethod
     def forward(ctx, x, pieces=2, dim=1):
         xp = ctx.xp
-        check_float(ctx, "maxout", "input", x)
-        axis = check_dim("maxout", dim, tuple(x.shape))
-        size = x.shape[axis]
-        if size % pieces:
-            raise InputError(
-                f"maxout: axis dim={dim} of the input (shape {tuple(x.shape)}) has size {size}, which is not divisible "
-                f"by pieces={pieces}: expected a multiple of {pieces} (K groups of {pieces} pieces)"
-            )
-        groups = xp.reshape(x, tuple(x.shape[:axis]) + (size // pieces, pieces) + tuple(x.shape[axis + 1 :]))
-        winner = xp.argmax(groups, axis=axis + 1, keepdims=True)  # j*: the first maximal piece of each group
-        ctx.save_for_backward(winner)
+        axis, p = dim % x.ndim, pieces
+        K = x.shape[axis] // p
+        groups = xp.reshape(x, tuple(x.shape[:axis]) + (K, p) + tuple(x.shape[axis + 1 :]))  # group k: [k·p, (k+1)·p)
+        j_star = xp.argmax(groups, axis=axis + 1, keepdims=True)  # j*(k): the first maximal piece of group k
+        ctx.save_for_backward(j_star)
         ctx.axis, ctx.pieces, ctx.x_shape = axis, pieces, tuple(x.shape)
         return xp.max(groups, axis=axis + 1)
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
-        (winner,) = ctx.saved_tensors
+        (j_star,) = ctx.saved_tensors
         axis, pieces = ctx.axis, ctx.pieces
         j = xp.reshape(xp.arange(pieces, device=g.device), (1,) * (axis + 1) + (pieces,) + (1,) * (g.ndim - axis - 1))
-        routed = xp.where(j == winner, xp.expand_dims(g, axis=axis + 1), 0.0)  # g_k at piece j*(k), 0 elsewhere
+        routed = xp.where(j == j_star, xp.expand_dims(g, axis=axis + 1), 0.0)  # g_k at piece j*(k), 0 elsewhere
         return xp.reshape(routed, ctx.x_shape)
 
 
@@ -64,4 +58,11 @@ def maxout(input: Tensor, pieces: int, dim: int = 1) -> Tensor:  # noqa: A002 - 
         raise TypeError(f"maxout: pieces must be an int, got {type(pieces).__name__}")
     if pieces < 1:
         raise InputError(f"maxout: pieces must be at least 1, got {pieces}")
-    return MaxoutFunction.apply(input, pieces=int(pieces), dim=dim)
+    check_float("maxout", "input", input)
+    axis = check_dim("maxout", dim, input.shape)
+    if input.shape[axis] % pieces:
+        raise InputError(
+            f"maxout: axis dim={dim} of the input (shape {input.shape}) has size {input.shape[axis]}, which is not "
+            f"divisible by pieces={pieces}: expected a multiple of {pieces} (K groups of {pieces} pieces)"
+        )
+    return MaxoutFunction.apply(input, pieces=int(pieces), dim=axis)

@@ -24,21 +24,10 @@ class PRelu(Function):
     @staticmethod
     def forward(ctx, x, weight):
         xp = ctx.xp
-        check_float(ctx, "prelu", "input", x)
-        check_float(ctx, "prelu", "weight", weight)
-        if weight.dtype != x.dtype:
-            raise TypeError(f"prelu: input and weight must have the same dtype, got {ctx.backend.numpy_dtype(x.dtype)}"
-                            f" and {ctx.backend.numpy_dtype(weight.dtype)}")
-        channels = x.shape[1] if x.ndim >= 2 else 1
-        if weight.ndim > 1 or weight.size not in (1, channels):
-            raise InputError(
-                f"prelu: weight of shape {tuple(weight.shape)} does not fit input of shape {tuple(x.shape)}: expected "
-                f"one slope, shape (1,), or one per channel (axis 1 of the input), shape ({channels},)"
-            )
         if weight.size == 1:  # one slope, broadcast everywhere
             shape = (1,) * x.ndim
         else:  # (C,) -> (1, C, 1, ..., 1): one slope per channel of axis 1
-            shape = (1, channels) + (1,) * (x.ndim - 2)
+            shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
         a = xp.reshape(weight, shape)
         positive = x > 0
         ctx.save_for_backward(x, a, positive)
@@ -65,4 +54,14 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002 - PyTorch's na
     slope) or C, the size of axis 1 of the input (one slope per channel; a 0-d or 1-d input has C = 1)."""
     if not isinstance(weight, Tensor):
         raise TypeError(f"prelu: weight must be a Tensor, got {type(weight).__name__}")
+    check_float("prelu", "input", input)
+    check_float("prelu", "weight", weight)
+    if weight.dtype != input.dtype:
+        raise TypeError(f"prelu: input and weight must have the same dtype, got {input.dtype} and {weight.dtype}")
+    channels = input.shape[1] if input.ndim >= 2 else 1
+    if weight.ndim > 1 or weight.numel() not in (1, channels):
+        raise InputError(
+            f"prelu: weight of shape {weight.shape} does not fit input of shape {input.shape}: expected "
+            f"one slope, shape (1,), or one per channel (axis 1 of the input), shape ({channels},)"
+        )
     return PRelu.apply(input, weight)

@@ -1,7 +1,8 @@
 """Softmax as one op (Bridle 1990, "Probabilistic interpretation of feedforward classification network outputs"):
 scores to a probability distribution along one axis, shifted by their max first so that exp never overflows.
 
-``_softmax_dim`` and ``_dtype_arg`` are shared with ``log_softmax``."""
+``softmax_along`` (the checks, the dim and dtype arguments and the float16 compute dtype) is shared with
+``log_softmax``."""
 
 from __future__ import annotations
 
@@ -24,50 +25,54 @@ class SoftmaxFunction(Function):
 
         dL/dx = y ⊙ (g - Σ_j g_j y_j)          (the sum along ``dim``, kept as a size-1 axis)
 
-    Each row of dL/dx sums to 0 (Σ_i y_i = 1): adding a constant to a row does not change its softmax. float16
-    input is computed in float32 (the shifted exp and both sums) and rounded to float16 once, so logits such as 12
-    whose exp (≈ 1.6e5) overflows float16's 65504 still come out right; backward sums in float32 too. Forward saves
-    y in the compute dtype.
+    Each row of dL/dx sums to 0 (Σ_i y_i = 1): adding a constant to a row does not change its softmax. A 0-d x is
+    its own row (y = 1). ``softmax`` hands float16 input over in float32 (the shifted exp and both sums) and rounds
+    y to float16 once, so logits such as 12 whose exp (≈ 1.6e5) overflows float16's 65504 still come out right;
+    the backward sums in float32 too. Forward saves y.
     """
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        check_float(ctx, "softmax", "input", x)
         xp = ctx.xp
-        ctx.axis, ctx.dtype = _axis("softmax", dim, tuple(x.shape)), x.dtype
-        x = _compute(ctx, x)
-        e = xp.exp(x - xp.max(x, axis=ctx.axis, keepdims=True))
-        y = e / xp.sum(e, axis=ctx.axis, keepdims=True)
+        ctx.axis = (dim,) if x.ndim else ()
+        m = xp.max(x, axis=ctx.axis, keepdims=True)
+        e = xp.exp(x - m)
+        s = xp.sum(e, axis=ctx.axis, keepdims=True)
+        y = e / s
         ctx.save_for_backward(y)
-        return _cast(xp, y, ctx.dtype)
+        return y
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
         (y,) = ctx.saved_tensors
-        g = _cast(xp, g, y.dtype)
-        return _cast(xp, y * (g - xp.sum(g * y, axis=ctx.axis, keepdims=True)), ctx.dtype)
+        return y * (g - xp.sum(g * y, axis=ctx.axis, keepdims=True))
 
 
-def _axis(op: str, dim: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The reduced axis as a tuple, ``(dim,)``; ``()`` for a 0-d input, which takes dim 0 or -1 as in PyTorch (a
-    scalar is its own row: softmax 1, log_softmax 0)."""
+def softmax_along(op: str, function: type[Function], input: Tensor, dim: Any, stacklevel: int,  # noqa: A002
+                  dtype: Any) -> Tensor:
+    """``function.apply`` along ``dim`` for ``softmax`` and ``log_softmax`` (``op``): ``input`` cast to ``dtype``
+    when given, the dim checked (None: PyTorch's implicit choice, which warns at ``stacklevel`` above the caller),
+    and float16 computed in float32 by differentiable casts (the output rounded to float16 once)."""
+    input = _dtype_arg(op, input, dtype)
+    if dim is None:
+        dim = _softmax_dim(op, input.ndim, stacklevel + 1)
+    check_float(op, "input", input)
+    dim = _dim(op, dim, input.shape)
+    compute = np.dtype(np.float32) if input.dtype == np.float16 else input.dtype
+    return function.apply(input.astype(compute), dim=dim).astype(input.dtype)
+
+
+def _dim(op: str, dim: Any, shape: tuple[int, ...]) -> int:
+    """The reduced axis, non-negative; a 0-d input takes dim 0 or -1 as in PyTorch (a scalar is its own row:
+    softmax 1, log_softmax 0)."""
     if shape:
-        return (check_dim(op, dim, shape),)
+        return check_dim(op, dim, shape)
     try:
         check_dim(op, dim, (1,))
     except InputError:
         raise InputError(f"{op}: dim={dim} is out of range for an input of shape () (expected -1 <= dim <= 0)") from None
-    return ()
-
-
-def _compute(ctx, x):
-    """float16 input in float32 (the dtype the op computes in); other floating dtypes as they are."""
-    return ctx.xp.astype(x, ctx.xp.float32) if x.dtype == ctx.backend.float16 else x
-
-
-def _cast(xp, a, dtype):
-    return a if a.dtype == dtype else xp.astype(a, dtype)
+    return 0
 
 
 def _softmax_dim(op: str, ndim: int, stacklevel: int) -> int:
@@ -97,7 +102,4 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     """``exp(x) / Σ exp(x)`` along ``dim`` (``torch.nn.functional.softmax``). ``dim=None`` follows PyTorch's
     deprecated implicit choice (axis 0 for 0-, 1- and 3-d inputs, else axis 1) and warns: always pass ``dim``.
     ``dtype`` casts the input first (e.g. float16 logits to a float32 result)."""
-    input = _dtype_arg("softmax", input, dtype)
-    if dim is None:
-        dim = _softmax_dim("softmax", input.ndim, _stacklevel)
-    return SoftmaxFunction.apply(input, dim=dim)
+    return softmax_along("softmax", SoftmaxFunction, input, dim, _stacklevel, dtype)

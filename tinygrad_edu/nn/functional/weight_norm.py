@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.tensor import Tensor
 
@@ -20,36 +22,28 @@ class WeightNormFunction(Function):
         dg = s / ‖v‖                    dv = (g / ‖v‖) (dw - (s / ‖v‖²) v)
 
     dv is dw with its component along v removed (then scaled): Σ dv ⊙ v = 0, a step on v never changes ‖v‖ to first
-    order, the length is g's job alone (the paper's eq. 4). The norm of float16 weights is accumulated in float32.
-    Forward saves v and g (in the compute dtype) and ‖v‖ (keepdims, so everything broadcasts against v).
+    order, the length is g's job alone (the paper's eq. 4). v and g come in one dtype: ``weight_norm`` accumulates
+    the norm of float16 weights in float32. Forward saves v, g and ‖v‖ (keepdims, so everything broadcasts against
+    v).
     """
 
     @staticmethod
     def forward(ctx, v, g, dim=0):
         xp = ctx.xp
-        ctx.axes = tuple(a for a in range(v.ndim) if a != dim)
-        ctx.dtypes, ctx.g_shape = (v.dtype, g.dtype), tuple(g.shape)
-        compute = xp.float32 if ctx.backend.float16 in (v.dtype, g.dtype) else xp.result_type(v, g)
-        v = _cast(xp, v, compute)
-        g = xp.reshape(_cast(xp, g, compute), tuple(v.shape[a] if a == dim else 1 for a in range(v.ndim)))
-        norm = xp.sqrt(xp.sum(v * v, axis=ctx.axes, keepdims=True))
-        ctx.save_for_backward(v, g, norm)
-        return _cast(xp, v * (g / norm), xp.result_type(*ctx.dtypes))
+        ctx.axes, ctx.g_shape = tuple(a for a in range(v.ndim) if a != dim), tuple(g.shape)
+        g = xp.reshape(g, tuple(v.shape[a] if a == dim else 1 for a in range(v.ndim)))
+        norm_v = xp.sqrt(xp.sum(v * v, axis=ctx.axes, keepdims=True))
+        ctx.save_for_backward(v, g, norm_v)
+        return v * (g / norm_v)
 
     @staticmethod
     def backward(ctx, dw):
         xp = ctx.xp
-        v, g, norm = ctx.saved_tensors
-        dw = _cast(xp, dw, v.dtype)
+        v, g, norm_v = ctx.saved_tensors
         s = xp.sum(dw * v, axis=ctx.axes, keepdims=True)
-        dv = (g / norm) * (dw - (s / (norm * norm)) * v) if ctx.needs_input_grad[0] else None
-        dg = xp.reshape(s / norm, ctx.g_shape) if ctx.needs_input_grad[1] else None
-        return (None if dv is None else _cast(xp, dv, ctx.dtypes[0]),
-                None if dg is None else _cast(xp, dg, ctx.dtypes[1]))
-
-
-def _cast(xp, a, dtype):
-    return a if a.dtype == dtype else xp.astype(a, dtype)
+        dv = (g / norm_v) * (dw - (s / (norm_v * norm_v)) * v) if ctx.needs_input_grad[0] else None
+        dg = xp.reshape(s / norm_v, ctx.g_shape) if ctx.needs_input_grad[1] else None
+        return dv, dg
 
 
 def weight_norm(v: Tensor, g: Tensor, dim: int | None = 0) -> Tensor:
@@ -80,4 +74,7 @@ def weight_norm(v: Tensor, g: Tensor, dim: int | None = 0) -> Tensor:
     if g.shape not in expected:
         raise InputError(f"weight_norm: g has shape {g.shape}, expected {' or '.join(map(str, expected))} "
                          f"for v of shape {v.shape} and dim={dim if dim != -1 else None}")
-    return WeightNormFunction.apply(v, g, dim=dim)
+    # one compute dtype for both: float32 when either is float16 (the norm accumulates in float32), else the wider
+    out = np.result_type(v.dtype, g.dtype)
+    compute = np.dtype(np.float32) if np.float16 in (v.dtype, g.dtype) else out
+    return WeightNormFunction.apply(v.astype(compute), g.astype(compute), dim=dim).astype(out)
