@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from tinygrad_edu.backend.kernels import cuda
+from tinygrad_edu.backend.numpy_backend import NumpyBackend
 
 EMULATOR = Path(__file__).parent / "cuda_emulator"
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
@@ -208,3 +209,58 @@ def test_batch_norm_wrappers(emulated, shape, affine):
         assert got.dtype == np.float16
         tol = np.spacing(np.abs(ref).astype(np.float16)).astype(np.float64) + 1e-4 * np.abs(ref).max()
         assert np.all(np.abs(np.asarray(got, np.float64) - ref) <= tol)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# F.batch_norm's fused path (FusedBatchNormFunction), on a backend whose kernels are the emulated CUDA ones
+# ----------------------------------------------------------------------------------------------------------------
+class EmulatedFusedBackend(NumpyBackend):
+    """The NumPy backend plus the two fused batchnorm kernels of kernels/batchnorm_fp16.cu, launched on the emulator:
+    ``F.batch_norm`` then takes the path it takes for float16 on a GPU."""
+
+    def kernel(self, name):
+        if name not in ("batch_norm_fp16_forward", "batch_norm_fp16_backward"):
+            return None
+        launch = getattr(cuda, name)
+        return lambda *args: launch(*(_fake(a) if isinstance(a, np.ndarray) else a for a in args))
+
+
+@pytest.mark.parametrize("shape", [(6, 4, 3, 3), (16, 5)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_takes_the_fused_function_where_the_backend_has_the_kernels(emulated, shape, affine):
+    from tinygrad_edu import Tensor
+    from tinygrad_edu.nn import functional as F
+
+    rng = np.random.default_rng(3)
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 3).astype(np.float16)
+    dy = rng.standard_normal(shape).astype(np.float16)
+    gamma, beta = rng.uniform(0.5, 1.5, C).astype(np.float32), rng.uniform(-1, 1, C).astype(np.float32)
+
+    def run(backend):
+        wrap = lambda a, grad=False: Tensor._wrap(np.array(a), backend, requires_grad=grad)  # noqa: E731
+        xt, stats = wrap(x, True), [wrap(np.zeros(C, np.float32)), wrap(np.ones(C, np.float32))]
+        w, b = (wrap(gamma, True), wrap(beta, True)) if affine else (None, None)
+        y = F.batch_norm(xt, *stats, w, b, training=True, momentum=0.1)
+        ops, node = [], y
+        while node.grad_fn is not None:  # the tape, newest op first (each op here has x's path as input 0)
+            ops.append(type(node.grad_fn).__name__)
+            node = node.grad_fn.parents[0]
+        y.backward(wrap(dy))
+        grads = [t.grad for t in (xt, w, b) if t is not None]
+        return y, ops, [np.asarray(s.data, np.float64) for s in stats], grads
+
+    fused = EmulatedFusedBackend()
+    y, ops, stats, grads = run(fused)
+    assert ops == ["FusedBatchNormFunction"]  # no casts around it: the kernels take float16
+    assert y.dtype == np.float16 and grads[0].dtype == np.float16
+    assert all(g.dtype == np.float32 for g in grads[1:])  # γ and β keep their dtype
+    y_ref, ops_ref, stats_ref, grads_ref = run(NumpyBackend())  # the plain path, in float32
+    assert ops_ref == ["Cast", "BatchNormFunction", "Cast"]
+    scale = np.abs(np.asarray(y_ref.data, np.float64)).max()
+    np.testing.assert_allclose(np.asarray(y.data, np.float64), np.asarray(y_ref.data, np.float64), atol=2e-3 * scale)
+    for got, ref in zip(stats, stats_ref):  # running statistics, updated in place by both paths
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    for got, ref in zip(grads, grads_ref):
+        ref64 = np.asarray(ref.data, np.float64)
+        np.testing.assert_allclose(np.asarray(got.data, np.float64), ref64, atol=2e-3 * np.abs(ref64).max() + 1e-4)

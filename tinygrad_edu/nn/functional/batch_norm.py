@@ -71,13 +71,15 @@ class BatchNormFunction(Function):
         xp, Σ = ctx.xp, ctx.backend.sum_per_channel  # Σ over all axes but the channel axis 1: a (C,) vector
         M = math.prod(x.shape) // x.shape[1]
         mu = Σ(x) / M
-        x_mu = x - per_channel(xp, mu, x)
-        var = Σ(x_mu * x_mu) / M
+        x_hat = x - per_channel(xp, mu, x)  # x - μ: normalized in place two lines down
+        var = Σ(x_hat * x_hat) / M
         inv_std = 1 / xp.sqrt(var + eps)
-        x_hat = x_mu * per_channel(xp, inv_std, x)
+        x_hat *= per_channel(xp, inv_std, x)  # x̂ = (x - μ)/σ̃
         ctx.save_for_backward(x_hat, inv_std, gamma)
         update_running_stats(xp, running_mean, running_var, momentum, mu, var, M)
-        return per_channel(xp, gamma, x) * x_hat + per_channel(xp, beta, x)
+        y = per_channel(xp, gamma, x) * x_hat
+        y += per_channel(xp, beta, x)  # y = γ x̂ + β
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -86,8 +88,10 @@ class BatchNormFunction(Function):
         M = math.prod(dy.shape) // dy.shape[1]
         d_beta = Σ(dy)
         d_gamma = Σ(dy * x_hat)
-        dx = dy - x_hat * per_channel(xp, d_gamma / M, dy) - per_channel(xp, d_beta / M, dy)
-        dx *= per_channel(xp, gamma * inv_std, dy)  # dx = γ/σ̃ · (dy - x̂ dγ/M - dβ/M)
+        dx = x_hat * per_channel(xp, d_gamma / -M, dy)  # dx = γ/σ̃ · (dy - x̂ dγ/M - dβ/M), in place:
+        dx += dy
+        dx -= per_channel(xp, d_beta / M, dy)
+        dx *= per_channel(xp, gamma * inv_std, dy)
         return dx, d_gamma, d_beta
 
 
@@ -127,7 +131,10 @@ class BatchNormEvalFunction(Function):
             ctx.save_for_backward(scale, x, xp.asarray(mu, copy=True), inv_std)
         else:
             ctx.save_for_backward(scale)
-        return (x - mu) * scale + per_channel(xp, beta, x)
+        y = x - mu
+        y *= scale
+        y += per_channel(xp, beta, x)  # y = (x - μ̂) · scale + β
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -289,10 +296,13 @@ def in_compute_dtype(function: type[Function], x: Tensor, weight: Tensor | None,
                      **options: Any) -> Tensor:
     """``function.apply(x, γ, β, **options)`` with x, γ and β cast (differentiably) to ``compute_dtype(x)``, and the
     output cast back to x's dtype: each input gets its gradient in its own dtype. γ = 1 and β = 0 where absent."""
+    dtype, same = x.dtype, x._data.dtype
+    if dtype != np.float16 and (weight is None or weight._data.dtype == same) and (bias is None or bias._data.dtype == same):
+        return function.apply(x, 1.0 if weight is None else weight, 0.0 if bias is None else bias, **options)  # no cast
     compute = compute_dtype(x)
     gamma = 1.0 if weight is None else weight.astype(compute)
     beta = 0.0 if bias is None else bias.astype(compute)
-    return function.apply(x.astype(compute), gamma, beta, **options).astype(x.dtype)
+    return function.apply(x.astype(compute), gamma, beta, **options).astype(dtype)
 
 
 def check_inputs(op: str, x: Any, weight: Any, bias: Any, eps: Any, running_mean: Any = None,

@@ -69,14 +69,16 @@ class SyncBatchNormFunction(Function):
             raise InputError(f"sync_batch_norm: Expected more than 1 value per channel when training, got {M} over "
                              f"all processes (input size {tuple(x.shape)} here)")
         mu = xp.astype(total / M, x.dtype)
-        x_mu = x - per_channel(xp, mu, x)  # centered on the global mean
-        (sum_sq,) = _all_reduce(ctx, Σ(x_mu * x_mu))
+        x_hat = x - per_channel(xp, mu, x)  # x - μ, centered on the global mean: normalized in place below
+        (sum_sq,) = _all_reduce(ctx, Σ(x_hat * x_hat))
         var = xp.astype(sum_sq / M, x.dtype)  # biased, over all M values
         inv_std = 1 / xp.sqrt(var + eps)
-        x_hat = x_mu * per_channel(xp, inv_std, x)
+        x_hat *= per_channel(xp, inv_std, x)  # x̂ = (x - μ)/σ̃
         ctx.save_for_backward(x_hat, inv_std, gamma)
         update_running_stats(xp, running_mean, running_var, momentum, mu, var, M)  # every process: the same values
-        return per_channel(xp, gamma, x) * x_hat + per_channel(xp, beta, x)
+        y = per_channel(xp, gamma, x) * x_hat
+        y += per_channel(xp, beta, x)  # y = γ x̂ + β
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -84,8 +86,10 @@ class SyncBatchNormFunction(Function):
         x_hat, inv_std, gamma = ctx.saved_tensors
         d_beta, d_gamma = Σ(dy), Σ(dy * x_hat)  # local: DistributedDataParallel averages them
         all_d_beta, all_d_gamma = (xp.astype(s, dy.dtype) for s in _all_reduce(ctx, d_beta, d_gamma))
-        dx = dy - x_hat * per_channel(xp, all_d_gamma / M, dy) - per_channel(xp, all_d_beta / M, dy)
-        dx *= per_channel(xp, gamma * inv_std, dy)  # batchnorm's closed form, with the sums over every process
+        dx = x_hat * per_channel(xp, all_d_gamma / -M, dy)  # batchnorm's closed form, with the global sums:
+        dx += dy  # dx = γ/σ̃ · (dy - x̂ Σ_all dy x̂ / M - Σ_all dy / M)
+        dx -= per_channel(xp, all_d_beta / M, dy)
+        dx *= per_channel(xp, gamma * inv_std, dy)
         return dx, d_gamma, d_beta
 
 
