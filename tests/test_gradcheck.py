@@ -173,3 +173,41 @@ def test_zero_tolerances_with_exactly_zero_gradients_report_no_error():
     x = tg.Tensor(np.array([0.0, 1.0]), requires_grad=True)
     report = tg.check_gradients(lambda t: t * t * t, [x], atol=0.0, rtol=0.0)  # d/dx x³ at 0 is exactly 0 both ways
     assert report.inputs[0].max_rel_error < 1e-6
+
+
+def test_module_check_names_the_parameters_and_says_what_it_compares():
+    class Bad(tg.Function):  # forward 2x, backward 2.1x: every gradient behind it is 5% off
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2.1
+
+    class BadLayer(nn.Module):
+        def forward(self, x):
+            return Bad.apply(x)
+
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), BadLayer(), nn.Linear(3, 1)).double()
+    x = Tensor(np.random.default_rng(2).standard_normal((4, 3)))
+    with pytest.raises(tg.GradcheckError) as error:
+        tg.gradcheck_module(model, x, atol=1e-6, rtol=1e-3)
+    message = str(error.value)
+    for name in ("input 0 (shape (4, 3)", "0.weight (shape (3, 3)", "0.bias (shape (3,)"):
+        assert f"\n{name}" in message, message  # each failing tensor by its name, on a line of its own
+    assert "2.weight" not in message  # after the bad layer: right
+    assert "uᵀJ" in message and "random upstream gradient u (seed 0)" in message
+
+
+def test_report_repr_is_a_readable_summary_per_input():
+    x, w = leaf(np.linspace(-1, 1, 5)), leaf(np.linspace(0.5, 1, 5))
+    report = tg.check_gradients(lambda a, b: (a * b).tanh(), [x, w], names=["x", "w"])
+    lines = repr(report).splitlines()
+    assert lines[0].startswith("GradcheckReport: passed, 2 input(s) checked; max abs error")
+    assert "uᵀJ" in lines[1]
+    assert lines[2].startswith("  x (shape (5,), dtype float64, device cpu): passed; max abs error")
+    assert lines[3].startswith("  w (shape (5,)") and len(lines) == 4
+    with pytest.raises(ValueError, match="2 names for 1 inputs"):
+        tg.check_gradients(lambda a: a * 2, [x], names=["x", "w"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import warnings
 
 import numpy as np
 import pytest
@@ -193,3 +194,15 @@ def test_layers_follow_the_rule_through_their_ops():
     assert y.dtype == np.float64
     y.sum().backward()
     assert layer.weight.grad.dtype == np.float32 and x.grad.dtype == np.float64
+
+
+@pytest.mark.parametrize("op", [lambda a, b: a + b, lambda a, b: b * a, lambda a, b: tg.maximum(a, b),
+                                lambda a, b: a @ b, lambda a, b: tg.where(tg.Tensor([True, False]), a, b)])
+def test_mixing_devices_is_the_error_alone_without_a_dtype_warning(op):
+    """Comparing an array_api_strict dtype with a NumPy one warns (UserWarning): no such comparison happens before
+    the device check."""
+    a, b = tg.Tensor([1.0, 2.0]), tg.Tensor([1.0, 2.0], device="strict")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="expected all tensors on one device"):
+            op(a, b)

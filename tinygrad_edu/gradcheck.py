@@ -69,6 +69,17 @@ class InputReport:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
     mismatches: list[Mismatch] = field(default_factory=list)
+    name: str = ""  #: how the report names it: "input 0", or a module's parameter name such as "0.weight"
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"input {self.position}"
+
+    def summary(self) -> str:
+        """One line: the input, its errors and its mismatches."""
+        kinks = sum(m.kink for m in self.mismatches)
+        found = f"{len(self.mismatches)} mismatch(es), {kinks} at kinks" if self.mismatches else "passed"
+        return (f"{self.name} (shape {self.shape}, dtype {self.dtype}, device {self.device}): {found}; max abs error "
+                f"{self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}")
 
 
 @dataclass
@@ -80,6 +91,8 @@ class GradcheckReport:
     atol: float
     rtol: float
     directional: bool
+    eps: float = 1e-6
+    seed: int = 0
 
     @property
     def mismatches(self) -> list[tuple[InputReport, Mismatch]]:
@@ -102,6 +115,24 @@ class GradcheckReport:
     def passed(self) -> bool:
         return not self.mismatches
 
+    def what(self) -> str:
+        """What the numbers are: products with a random upstream gradient, not raw derivatives."""
+        compared = ("uᵀJ d along random unit directions d" if self.directional else
+                    "the elements of uᵀJ (the gradient of L = <u, f(x)>)")
+        return (f"compared: {compared} for a random upstream gradient u (seed {self.seed}); analytic: backward(u), "
+                f"numeric: central differences of L with step eps={self.eps:g}; an element fails when |analytic - "
+                f"numeric| > atol + rtol·|numeric| (atol={self.atol:g}, rtol={self.rtol:g})")
+
+    def __str__(self) -> str:
+        lines = [f"GradcheckReport: {'passed' if self.passed else 'FAILED'}, {len(self.inputs)} input(s) checked; "
+                 f"max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}", self.what()]
+        lines += ["  " + r.summary() for r in self.inputs]
+        if self.mismatches:
+            lines.append(self.describe())
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
     def describe(self, limit: int = 5) -> str:
         """A readable account of the worst mismatches, per input."""
         lines = []
@@ -110,7 +141,7 @@ class GradcheckReport:
                 continue
             where = "direction" if self.directional else "index"
             lines.append(
-                f"input {r.position} (shape {r.shape}, dtype {r.dtype}, device {r.device}): "
+                f"{r.name} (shape {r.shape}, dtype {r.dtype}, device {r.device}): "
                 f"{len(r.mismatches)} mismatch(es), {sum(m.kink for m in r.mismatches)} at kinks; worst:"
             )
             for m in sorted(r.mismatches, key=lambda m: -m.abs_error)[:limit]:
@@ -132,14 +163,18 @@ def check_gradients(
     rtol: float = 1e-3,
     seed: int = 0,
     directions: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> GradcheckReport:
     """Compare ``fn``'s analytic gradients with finite differences for every input tensor that requires grad.
 
     An element passes when ``|analytic - numeric| <= atol + rtol * |numeric|``. ``directions=k`` compares along
-    ``k`` random directions (jointly over all checked inputs) instead of element by element. Returns a report;
-    ``gradcheck`` is the same check that raises.
+    ``k`` random directions (jointly over all checked inputs) instead of element by element. ``names`` labels the
+    inputs in the report (default "input 0", "input 1", ...). Returns a report; ``gradcheck`` is the same check that
+    raises.
     """
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if names is not None and len(names) != len(inputs):
+        raise ValueError(f"gradcheck: {len(names)} names for {len(inputs)} inputs")
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input tensor has requires_grad=True, so there is nothing to check")
@@ -172,13 +207,14 @@ def check_gradients(
         return sum(float(np.sum(o.numpy().astype(np.float64) * u)) for o, u in zip(outs, upstream))
 
     center = loss()
-    reports = [InputReport(i, inputs[i].shape, str(inputs[i].dtype), inputs[i].device) for i in checked]
+    reports = [InputReport(i, inputs[i].shape, str(inputs[i].dtype), inputs[i].device,
+                           name=names[i] if names is not None else "") for i in checked]
     if directions is None:
         for report in reports:
             _check_elements(report, wide[report.position], analytic[report.position], loss, center, eps, atol, rtol)
     else:
         _check_directions(reports, wide, analytic, loss, center, eps, atol, rtol, directions, rng)
-    return GradcheckReport(reports, atol, rtol, directions is not None)
+    return GradcheckReport(reports, atol, rtol, directions is not None, eps, seed)
 
 
 def gradcheck(
@@ -191,6 +227,7 @@ def gradcheck(
     seed: int = 0,
     directions: int | None = None,
     kinks: str = "raise",
+    names: Sequence[str] | None = None,
 ) -> bool:
     """Check ``fn``'s gradients with respect to every input tensor that requires grad; True when they are right.
 
@@ -201,18 +238,20 @@ def gradcheck(
     """
     if kinks not in ("raise", "allow"):
         raise ValueError(f"gradcheck: kinks must be 'raise' or 'allow', got {kinks!r}")
-    report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, seed=seed, directions=directions)
+    report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, seed=seed, directions=directions,
+                             names=names)
     if report.passed:
         return True
     tolerances = f"tolerances atol={atol:g}, rtol={rtol:g}, eps={eps:g}"
     if report.wrong:
-        raise GradcheckError(f"gradcheck: the analytic gradient is wrong ({tolerances}).\n" + report.describe())
+        raise GradcheckError(f"gradcheck: the analytic gradient is wrong ({tolerances}).\n{report.what()}\n"
+                             + report.describe())
     if kinks == "allow" and all(_subgradient(m, atol, rtol) for _, m in report.mismatches):
         return True
     raise NonDifferentiablePointError(
         f"gradcheck: analytic and numeric gradients differ only where the finite difference straddles a "
         f"non-differentiable point ({tolerances}). Move the input away from the kink, or pass kinks='allow' to accept "
-        "any value between the one-sided derivatives.\n" + report.describe()
+        f"any value between the one-sided derivatives.\n{report.what()}\n" + report.describe()
     )
 
 
@@ -220,9 +259,12 @@ def gradcheck_module(module: Any, *inputs: Tensor, **options: Any) -> bool:
     """Check a Module's gradients with respect to its (floating-point) inputs and every parameter.
 
     The parameters are passed to ``gradcheck`` as inputs of a function that runs the module with them in place, so
-    each one is perturbed element by element like an input. ``options`` go to ``gradcheck``.
+    each one is perturbed element by element like an input; a failure names them as ``named_parameters()`` does
+    (``0.weight``), and the module's inputs as "input 0", "input 1", ... ``options`` go to ``gradcheck``.
     """
     owners = [(owner, name) for _, owner in module.named_modules() for name in owner._parameters]
+    names = [f"input {i}" for i in range(len(inputs))] + [
+        f"{prefix}.{name}" if prefix else name for prefix, owner in module.named_modules() for name in owner._parameters]
     originals = [getattr(owner, name) for owner, name in owners]
     xs = [Tensor(x).requires_grad_(x.dtype.kind == "f") if isinstance(x, Tensor) else x for x in inputs]
 
@@ -237,7 +279,7 @@ def gradcheck_module(module: Any, *inputs: Tensor, **options: Any) -> bool:
                 object.__setattr__(owner, name, p)
 
     params = [Tensor(p).requires_grad_(True) for p in originals]
-    return gradcheck(run, [*xs, *params], **options)
+    return gradcheck(run, [*xs, *params], names=names, **options)
 
 
 # ----------------------------------------------------------------------------------------------------------------
