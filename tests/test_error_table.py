@@ -155,6 +155,26 @@ def _foreign(tmp):
     tg.load(path)
 
 
+def _env_device(value):
+    saved = os.environ.get("TINYGRAD_EDU_DEVICE")
+    os.environ["TINYGRAD_EDU_DEVICE"] = value
+    try:
+        tg.get_default_device()
+    finally:
+        if saved is None:
+            del os.environ["TINYGRAD_EDU_DEVICE"]
+        else:
+            os.environ["TINYGRAD_EDU_DEVICE"] = saved
+
+
+def _checkpoint_shape(tmp):
+    from tinygrad_edu import train
+
+    path = os.path.join(tmp, "m.ckpt")
+    train.save_checkpoint(path, train.build_model(2, 2, 1, 8))
+    train.load_checkpoint(path, train.build_model(2, 2, 1, 16))
+
+
 def _optimizer_state_shape():
     m = nn.Linear(2, 2)
     o = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
@@ -203,6 +223,7 @@ EXAMPLES = {
     "device-mix": lambda _: f32(2) + tg.Tensor(np.ones(2, np.float32), device="strict"),
     "device-unknown": lambda _: tg.Tensor(np.ones(2), device="tpu"),
     "device-cuda-unavailable": lambda _: _cuda_unavailable(),
+    "device-env": lambda _: _env_device("gpu"),
     "implicit-host-copy": lambda _: np.asarray(tg.Tensor(np.ones(2), device="strict")),
     "dropout-p": lambda _: F.dropout(f32(2, 3), 1.5),
     "batchnorm-momentum": lambda _: nn.BatchNorm1d(3, momentum=2.0),
@@ -231,6 +252,7 @@ EXAMPLES = {
     "checkpoint-corrupt": _corrupt,
     "checkpoint-pickle": _pickled,
     "checkpoint-foreign": _foreign,
+    "checkpoint-shape": _checkpoint_shape,
     "save-unsupported": lambda tmp: tg.save({"w": object()}, os.path.join(tmp, "b.npz")),
     "save-module": lambda tmp: tg.save(nn.Linear(2, 2), os.path.join(tmp, "b.npz")),
     "save-directory": lambda tmp: tg.save({"w": 1}, str(tmp)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import zipfile
 from collections import OrderedDict
 
@@ -245,16 +246,31 @@ def good_file(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="load: no checkpoint at .*nothing.ckpt"):
+    """A CheckpointError (as every unreadable file), and still the FileNotFoundError it was (before: only that)."""
+    with pytest.raises(CheckpointError, match="load: no checkpoint at .*nothing.ckpt") as info:
         tg.load(tmp_path / "nothing.ckpt")
+    assert isinstance(info.value, FileNotFoundError)
 
 
-@pytest.mark.parametrize("keep", [0, 10, 100, 0.5, -22, -1])
+def test_directory(tmp_path):
+    with pytest.raises(CheckpointError, match="load: '.*' is a directory, not a checkpoint file") as info:
+        tg.load(tmp_path)
+    assert isinstance(info.value, IsADirectoryError)
+
+
+@pytest.mark.parametrize("keep", [10, 100, 0.5, -22, -1])
 def test_truncated_file_raises_checkpoint_error_naming_it(good_file, keep):
     data = good_file.read_bytes()
     cut = int(len(data) * keep) if isinstance(keep, float) else keep % len(data) if keep < 0 else keep
     good_file.write_bytes(data[:cut])
-    with pytest.raises(CheckpointError, match=r"load: '.*good.ckpt' is truncated, corrupted or not a checkpoint"):
+    with pytest.raises(CheckpointError, match=r"load: '.*good.ckpt' is truncated: it begins as a zip archive \(an "
+                                              r"\.npz\) but its end is missing"):
+        tg.load(good_file)
+
+
+def test_empty_file(good_file):
+    good_file.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"load: '.*good.ckpt' is empty \(0 bytes\), not a checkpoint"):
         tg.load(good_file)
 
 
@@ -265,15 +281,67 @@ def test_corrupted_bytes_raise_checkpoint_error(good_file):
     offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 128 + 4
     data[offset] ^= 0xFF
     good_file.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"good.ckpt' is truncated, corrupted .*\(BadZipFile: Bad CRC-32"):
+    with pytest.raises(CheckpointError, match=r"good.ckpt' is corrupted \(BadZipFile: Bad CRC-32"):
         tg.load(good_file)
 
 
 def test_not_an_archive(tmp_path):
+    """A 5-byte text file is not a zip archive (before: 'it holds an object array, which would need pickle')."""
     path = tmp_path / "notes.txt"
     path.write_text("hello")
-    with pytest.raises(CheckpointError, match="notes.txt' is truncated, corrupted or not a checkpoint"):
+    with pytest.raises(CheckpointError, match=r"notes.txt' is not a checkpoint: it is not a zip archive") as info:
         tg.load(path)
+    assert "pickle" not in str(info.value) and "b'hello'" in str(info.value)
+    np.save(tmp_path / "one.npy", np.ones(2))
+    with pytest.raises(CheckpointError, match=r"one.npy' is a single NumPy array \(a \.npy file"):
+        tg.load(tmp_path / "one.npy")
+
+
+def test_a_zip_that_is_not_an_npz(tmp_path):
+    path = tmp_path / "random.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+        archive.writestr("data/values.csv", "1,2,3")
+    with pytest.raises(CheckpointError, match=r"random.zip' is a zip archive but not an \.npz, so not a tinygrad_edu "
+                                              r"checkpoint \(it holds readme.txt, data/values.csv"):
+        tg.load(path)
+
+
+def _bad_files(tmp_path, good_file):
+    """name -> (path, the reason load must give) for every kind of file load cannot read."""
+    data = good_file.read_bytes()
+    files = {"empty": b"", "text": b"hello", "truncated": data[: len(data) // 2]}
+    paths = {}
+    for name, content in files.items():
+        paths[name] = tmp_path / f"{name}.ckpt"
+        paths[name].write_bytes(content)
+    paths["random zip"] = tmp_path / "random.zip"
+    with zipfile.ZipFile(paths["random zip"], "w") as archive:
+        archive.writestr("a.txt", "a")
+    paths["directory"], paths["missing"] = tmp_path / "folder", tmp_path / "missing.ckpt"
+    paths["directory"].mkdir()
+    reasons = {"empty": "is empty", "text": "is not a zip archive", "truncated": "is truncated",
+               "random zip": "is a zip archive but not an .npz", "directory": "is a directory",
+               "missing": "no checkpoint at"}
+    return {name: (paths[name], reasons[name]) for name in reasons}
+
+
+def test_every_bad_file_gives_a_checkpoint_error_with_its_reason(tmp_path, good_file):
+    for name, (path, reason) in _bad_files(tmp_path, good_file).items():
+        with pytest.raises(CheckpointError) as info:
+            tg.load(path)
+        assert reason in str(info.value) and os.path.basename(path) in str(info.value), (name, str(info.value))
+
+
+def test_the_old_plain_npz_of_train_save_is_recognized_and_the_message_says_how_to_convert(tmp_path):
+    path = tmp_path / "disc.npz"
+    np.savez(path, **mlp(0).state_dict())  # what `tinygrad-edu train --save` wrote before checkpoints
+    with pytest.raises(CheckpointError) as info:
+        tg.load(path)
+    message = str(info.value)
+    assert "has no '__manifest__' entry: it is an .npz archive, but not a tinygrad_edu checkpoint" in message
+    assert "named like a model's state_dict (0.bias, 0.weight, 1.bias, ...)" in message
+    assert "tinygrad_edu.train.convert_legacy_checkpoint(" in message and "train again with --save" in message
 
 
 def test_npz_without_manifest_or_with_a_wrong_version(tmp_path):
@@ -319,7 +387,7 @@ def test_no_pickle_object_arrays_refused_on_save_and_never_run_on_load(tmp_path)
     evil = np.empty(1, dtype=object)
     evil[0] = Exploit()
     np.savez(path, a0=evil, __manifest__=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
-    with pytest.raises(CheckpointError, match="evil.npz.*object array, which would need pickle"):
+    with pytest.raises(CheckpointError, match=r"evil.npz' holds an object array \('a0'\), which would need pickle"):
         tg.load(path)
     assert not Exploit.marker.exists()
 
@@ -387,6 +455,38 @@ def test_unwritable_or_missing_directory_fails_cleanly(tmp_path):
 def test_overwriting_replaces_the_checkpoint(good_file):
     tg.save({"step": 2}, good_file)
     assert tg.load(good_file) == {"step": 2} and leftovers(good_file.parent) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002, 0o027])
+def test_a_new_checkpoint_gets_the_mode_the_umask_gives(tmp_path, umask):
+    """As open() would: 0o666 & ~umask (before: always 0o600, tempfile's mode)."""
+    previous = os.umask(umask)
+    try:
+        tg.save({"step": 1}, tmp_path / "new.ckpt")
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE(os.stat(tmp_path / "new.ckpt").st_mode)
+    assert mode == 0o666 & ~umask == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode), oct(mode)
+
+
+def test_a_checkpoint_written_over_keeps_its_mode_and_is_still_replaced_atomically(good_file, monkeypatch):
+    good_file.chmod(0o640)
+    renames = []
+    real_replace = os.replace
+
+    def record(src, dst):
+        renames.append((os.path.dirname(os.path.abspath(src)), os.path.basename(src), dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(serialization.os, "replace", record)
+    tg.save({"step": 2}, good_file)
+    ((folder, name, target),) = renames
+    assert folder == str(good_file.parent) and name.startswith(".good.ckpt.") and name.endswith(".tmp")
+    assert os.fspath(target) == os.fspath(good_file)
+    assert stat.S_IMODE(os.stat(good_file).st_mode) == 0o640 and tg.load(good_file) == {"step": 2}
+    assert leftovers(good_file.parent) == []
 
 
 # ----------------------------------------------------------------------------------------------------------------

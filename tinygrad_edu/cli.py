@@ -2,7 +2,7 @@
 
     tinygrad-edu gradcheck [NAME ...] [--device cpu|cuda|strict] [--dtype float64|float32|float16] [--seed N] [--trials K]
     tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
-                       [--depth D] [--width W] [--device cpu|cuda] [--precision fp32|mixed16] [--epochs N]
+                       [--depth D] [--width W] [--device cpu|cuda|cuda:N|strict] [--precision fp32|mixed16] [--epochs N]
                        [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
                        [--save FILE] [--no-progress] [--distributed [--sync-bn]]
     mpirun -n K tinygrad-edu train --distributed ...      (data parallel over K processes)
@@ -14,6 +14,13 @@
 Each command is an entry of ``COMMANDS``: a help line, a function that adds its arguments to its subparser, and a
 function that runs it and returns the exit status. To add a command, add an entry. Exit statuses: 0 success, 1 a
 check failed, 2 a usage error (argparse's, an unknown name, a device that is not available).
+
+The device of ``train`` and ``gradcheck``: ``--device`` if given, else ``$TINYGRAD_EDU_DEVICE``, else ``cpu``
+(``_select_backend``). It is checked before any work: a bad value, or a device that cannot be used, is a usage
+error (exit status 2) whose message says where the value came from (``--device: unknown device 'gpu': ...``,
+``TINYGRAD_EDU_DEVICE='gpu': unknown device 'gpu': ...``, ``TINYGRAD_EDU_DEVICE='cuda': device 'cuda' needs
+CuPy, ...``). ``bench`` takes no device (its rows run on the CPU, its CUDA rows on the GPU) but checks the
+variable too, so that a typo never passes silently.
 """
 
 from __future__ import annotations
@@ -27,7 +34,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinygrad_edu.backend import DeviceUnavailableError, canonical_device, get_backend, get_default_device
+from tinygrad_edu.backend import (
+    ENV_VAR,
+    Backend,
+    DeviceUnavailableError,
+    canonical_device,
+    default_device,
+    get_backend,
+    get_default_device,
+)
 from tinygrad_edu.gradcheck import check_gradients
 from tinygrad_edu.tensor import Tensor
 
@@ -79,6 +94,20 @@ def _usage_error(command: str, message: str) -> int:
     return EXIT_USAGE
 
 
+def _select_backend(option: str | None) -> Backend:
+    """The backend a command runs on: ``--device`` (``option``) if given, else the default device
+    (``$TINYGRAD_EDU_DEVICE``, else cpu). Raises ``ValueError`` for a string that is not a device, naming where it
+    came from (``--device: ...`` or ``TINYGRAD_EDU_DEVICE='gpu': ...``), ``DeviceUnavailableError`` for a device that
+    cannot be used (prefixed with the variable when it named it), ``ImportError`` for a missing array library."""
+    if option is None:
+        return get_backend(None)  # the default device; its errors name the variable when it chose it
+    try:
+        name = canonical_device(option)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
+    return get_backend(name)
+
+
 def _int_at_least(text: str, minimum: int) -> int:
     """``text`` as an integer of at least ``minimum``, for argparse (which reports the ArgumentTypeError)."""
     value = int(text)
@@ -128,7 +157,7 @@ def _gradcheck_epilog() -> str:
 def _configure_gradcheck(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="registry entries to check (default: all)")
     parser.add_argument("--device", default=None,
-                        help="cpu, cuda, cuda:N or strict (default: the default device, $TINYGRAD_EDU_DEVICE or cpu)")
+                        help=f"cpu, cuda, cuda:N or strict (default: ${ENV_VAR}, else cpu)")
     parser.add_argument("--dtype", choices=("float64", "float32", "float16"), default="float64",
                         help="dtype of the inputs and the backward pass (default: float64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first trial (default: 0)")
@@ -148,15 +177,21 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _usage_error("gradcheck", str(exc))
     try:
-        device = canonical_device(args.device) if args.device is not None else get_default_device()
-        if device == "strict" and args.dtype == "float16":
-            return _usage_error(
-                "gradcheck", "the 'strict' device has no float16 (array_api_strict does not provide it); "
-                "use --dtype float32 or float64, or --device cpu or cuda"
-            )
-        get_backend(device)  # fail now, and once, if the device cannot be used
+        device = _select_backend(args.device).name  # fail now, and once, if the device cannot be used
     except (ValueError, DeviceUnavailableError, ImportError) as exc:
         return _usage_error("gradcheck", str(exc))
+    if device == "strict" and args.dtype == "float16":
+        return _usage_error(
+            "gradcheck", "the 'strict' device has no float16 (array_api_strict does not provide it); "
+            "use --dtype float32 or float64, or --device cpu or cuda"
+        )
+    with default_device(device):  # --device beats the variable for every tensor, the check's own included
+        return _check_all(args, selected, device)
+
+
+def _check_all(args: argparse.Namespace, selected: list, device: str) -> int:
+    """Run ``gradcheck``'s trials on ``device`` and print the table; returns the exit status."""
+    from tinygrad_edu.testing import registry
 
     # draw every trial's inputs first (cheap) so the table's columns can be sized before the first row
     trials = [
@@ -249,7 +284,9 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
                         help=f"hidden width->width layers (default: {defaults})")
     defaults = ", ".join(f"{k} {v['width']}" for k, v in t.DATASET_DEFAULTS.items())
     parser.add_argument("--width", type=_positive_int, default=None, help=f"hidden units (default: {defaults})")
-    parser.add_argument("--device", choices=t.DEVICES, default="cpu", help="cpu (NumPy) or cuda (CuPy; default: cpu)")
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help=f"cpu (NumPy), cuda or cuda:N (CuPy), or strict (array_api_strict, for tests) "
+                             f"(default: ${ENV_VAR}, else cpu)")
     parser.add_argument("--precision", choices=t.PRECISIONS, default=d.precision,
                         help="fp32, or mixed16: float16 model, float32 master weights and loss scaling "
                              "(default: fp32)")
@@ -264,7 +301,9 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE.png", default=None,
                         help="save loss and accuracy curves (train and test, per epoch); needs matplotlib")
     parser.add_argument("--save", metavar="FILE", default=None,
-                        help="save the trained weights as .npz (the model's state_dict; FP32 masters for mixed16)")
+                        help="save a checkpoint (tinygrad_edu.save's format): the model's state_dict (FP32 masters "
+                             "for mixed16), the optimizer's, the loss scaler's (mixed16), the RNG state and the "
+                             "config; tinygrad_edu.train.load_checkpoint(FILE) rebuilds the model")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--distributed", action="store_true",
                         help="data parallel over the processes of an MPI launcher (mpirun -n K tinygrad-edu train "
@@ -307,6 +346,10 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.sync_bn and args.norm != "batch":
         return _usage_error("train", f"--sync-bn needs --norm batch (there is no batchnorm to synchronize with "
                             f"--norm {args.norm})")
+    try:  # --device, else $TINYGRAD_EDU_DEVICE, else cpu: checked first, its errors naming where it came from
+        backend = _select_backend(args.device)
+    except (ValueError, DeviceUnavailableError, ImportError) as exc:
+        return _usage_error("train", str(exc))
     try:
         config = t.TrainConfig(dataset=args.dataset, norm=args.norm, activation=args.activation, dropout=args.dropout,
                                depth=args.depth, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
@@ -314,12 +357,8 @@ def _run_train(args: argparse.Namespace) -> int:
                                precision=args.precision, distributed=args.distributed, sync_bn=args.sync_bn)
     except ValueError as exc:
         return _usage_error("train", str(exc))
-    try:
-        backend = get_backend(config.device)
-    except (ValueError, DeviceUnavailableError, ImportError) as exc:
-        return _usage_error("train", str(exc))
     if config.precision == "mixed16" and backend.float16 is None:
-        return _usage_error("train", f"device {config.device!r} has no float16: use --precision fp32")
+        return _usage_error("train", f"device {backend.name!r} has no float16: use --precision fp32")
     if config.dataset == "digits":
         try:
             import sklearn  # noqa: F401
@@ -356,18 +395,20 @@ def _run_train(args: argparse.Namespace) -> int:
         if dist.get_world_size() == 1:
             print(f"{PROG} train: --distributed runs as 1 process (started without an MPI launcher); for K "
                   f"processes: mpirun -n K {PROG} train --distributed", file=sys.stderr)
-        elif config.device == "cpu":
+        elif backend.name == "cpu":
             _one_blas_thread_per_process(main_process)
 
     start = time.perf_counter()
     history = t.train(config, progress=not args.no_progress)
     if args.save is not None:
         if config.distributed:
-            t.save_checkpoint_from_rank0(args.save, history["state_dict"])
+            t.save_checkpoint_from_rank0(args.save, history["checkpoint"])
         else:
-            t.save_checkpoint(args.save, history["state_dict"])
+            t.save_checkpoint(args.save, history["checkpoint"])
         if main_process:
-            print(f"saved {len(history['state_dict'])} arrays (the model's state_dict) to {args.save}")
+            scaler = ", loss scaler" if config.precision == "mixed16" else ""
+            print(f"saved {len(history['state_dict'])} arrays (the model's state_dict) to {args.save}, with the "
+                  f"optimizer{scaler} and RNG states and the config (train.load_checkpoint reads it)")
     if args.plot is not None and main_process:
         t.plot_history(history, args.plot)
         print(f"saved loss and accuracy curves to {args.plot}")
@@ -383,7 +424,7 @@ def _run_train(args: argparse.Namespace) -> int:
         skipped = history["skipped_steps"]
         extra = f"; loss scale {history['loss_scale']:g}, {skipped} skipped step{'' if skipped == 1 else 's'}"
     print(f"train accuracy {history['train_accuracy'][-1]:.3f}  test accuracy {history['test_accuracy'][-1]:.3f}  "
-          f"({config.dataset}, {config.epochs} epochs, {timing}, {config.device}, {config.precision}{extra})")
+          f"({config.dataset}, {config.epochs} epochs, {timing}, {history['device']}, {config.precision}{extra})")
     return EXIT_OK
 
 
@@ -410,9 +451,15 @@ COMMANDS["train"] = Command(
         last line reads
           train accuracy A  test accuracy B  (DATASET, N epochs, K processes x batch B, T s, all-reduce P%, ...)
         where P is the share of the time spent in the gradient all-reduce (waiting for the slowest process included).
-        Exit status: 0 done, 2 usage error (bad option, no GPU for --device cuda, --save or --plot to a path that
-        cannot be written, a missing optional package such as mpi4py for --distributed under an MPI launcher),
-        reported before training starts."""),
+        The device: --device, else $TINYGRAD_EDU_DEVICE, else cpu.
+        --save FILE writes one checkpoint (tinygrad_edu.save's format, atomic, no pickle) with everything to
+        evaluate or resume: the model's state_dict (FP32 masters for mixed16), the optimizer's, the loss scaler's
+        (mixed16), the RNG state and the config. tinygrad_edu.load(FILE) reads it as a dict;
+        tinygrad_edu.train.load_checkpoint(FILE) returns (model, config, checkpoint), the model rebuilt from the
+        config with the weights loaded.
+        Exit status: 0 done, 2 usage error (bad option, a bad --device or TINYGRAD_EDU_DEVICE, no GPU for cuda,
+        --save or --plot to a path that cannot be written, a missing optional package such as mpi4py for
+        --distributed under an MPI launcher), reported before training starts."""),
 )
 
 
@@ -433,6 +480,10 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from tinygrad_edu.benchmarks import suite
 
+    try:  # bench takes no device (CPU rows on the CPU, CUDA rows on the GPU), but a bad variable is never ignored
+        get_default_device()
+    except ValueError as exc:
+        return _usage_error("bench", str(exc))
     return suite.main(quick=args.quick, repeats=args.repeats, only=args.only, use_torch=not args.no_torch)
 
 

@@ -29,11 +29,17 @@ dicts, lists, tuples and scalars come back as they were (``OrderedDict`` as ``Or
 **Atomic**: ``save`` writes a temporary file next to ``path`` (``.NAME.*.tmp``), flushes and fsyncs it, renames it
 onto ``path`` (``os.replace``, atomic) and fsyncs the directory. A failure at any point (an unsupported object, a
 full disk, a crash) leaves the previous checkpoint intact; a process killed mid-save may leave a ``.tmp`` file
-behind, never a half-written ``path``.
+behind, never a half-written ``path``. The file gets the mode ``open(path, "w")`` would give it: a new file
+``0o666`` less the umask (``0o644`` under the usual umask 022), a file written over keeps its mode.
 
-**Errors**: ``TypeError`` for an object that cannot be saved (naming where it sits, e.g. ``obj['model'][2]``);
-``FileNotFoundError`` for a missing file; ``CheckpointError`` for a file that is truncated, corrupted, not a
-checkpoint, or of an unknown version.
+**Errors**: ``TypeError`` for an object that cannot be saved (naming where it sits, e.g. ``obj['model'][2]``).
+``load`` raises ``CheckpointError`` for every file it cannot read, its message naming the file and the reason:
+missing (also a ``FileNotFoundError``), a directory (also an ``IsADirectoryError``), unreadable (also a
+``PermissionError``), empty, not a zip archive (a text file, a single ``.npy``), truncated (a zip archive whose
+end is missing), corrupted (a CRC or header check fails), a zip archive that is not an ``.npz``, an ``.npz`` without
+a manifest (another program's arrays; the plain ``.npz`` of a model's state_dict that ``tinygrad-edu train --save``
+wrote before it used this format is recognized, and the message says how to convert it), an object array (which
+would need pickle), a corrupted manifest, or an unknown format version.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ import io
 import json
 import numbers
 import os
-import tempfile
+import re
+import secrets
+import stat
 import zipfile
 from collections import OrderedDict
 from typing import Any
@@ -51,7 +59,7 @@ import numpy as np
 
 from tinygrad_edu.backend import backend_of
 
-__all__ = ["CheckpointError", "FORMAT", "VERSION", "load", "save"]
+__all__ = ["CheckpointError", "FORMAT", "VERSION", "load", "load_arrays", "save"]
 
 FORMAT = "tinygrad_edu.checkpoint"
 #: The version this code writes; ``load`` reads versions up to this one.
@@ -62,7 +70,20 @@ _ARRAY_KINDS = "biufcSU"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read: truncated, corrupted, not a checkpoint, or of an unknown version."""
+    """A checkpoint file that cannot be read: missing, empty, truncated, corrupted, not a checkpoint, of an unknown
+    version, or (``tinygrad_edu.train.load_checkpoint``) not fitting the model. The message names the file and why."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """``load`` of a path where there is no file: a ``CheckpointError`` and a ``FileNotFoundError``."""
+
+
+class CheckpointIsADirectoryError(CheckpointError, IsADirectoryError):
+    """``load`` of a directory: a ``CheckpointError`` and an ``IsADirectoryError``."""
+
+
+class CheckpointPermissionError(CheckpointError, PermissionError):
+    """``load`` of a file this process may not read: a ``CheckpointError`` and a ``PermissionError``."""
 
 
 # -- saving ------------------------------------------------------------------------------------------------------------
@@ -140,21 +161,46 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"save: {path!r} is a directory; give a file name")
-    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                      delete=False)
+    fd, tmp_name = _create_temporary(path, directory)
     try:
-        with tmp:
+        with os.fdopen(fd, "wb") as tmp:
             np.savez(tmp, allow_pickle=False, **arrays)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
+        os.replace(tmp_name, path)
     except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
         try:
-            os.unlink(tmp.name)
+            os.unlink(tmp_name)
         except OSError:
             pass
         raise
     _fsync_directory(directory)
+
+
+def _create_temporary(path: str, directory: str) -> tuple[int, str]:
+    """Create ``directory/.NAME.<random>.tmp`` for writing and return its descriptor and name. Its mode is what
+    ``open(path, "w")`` would give ``path``: ``0o666`` less the umask (the kernel applies it) for a new file, the
+    existing file's mode when ``path`` is written over (``os.replace`` then keeps it). ``tempfile`` would make it
+    ``0o600`` whatever the umask."""
+    try:
+        existing = os.stat(path)
+        mode = stat.S_IMODE(existing.st_mode) if stat.S_ISREG(existing.st_mode) else None
+    except OSError:
+        mode = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(name, flags, 0o666)
+        except FileExistsError:
+            continue
+        if mode is not None:
+            try:
+                os.fchmod(fd, mode)
+            except (AttributeError, OSError):  # no fchmod (Windows), or not the owner: keep open()'s default
+                pass
+        return fd, name
+    raise FileExistsError(f"save: could not create a temporary file in {directory!r} (100 names taken)")
 
 
 def _fsync_directory(directory: str) -> None:
@@ -232,33 +278,113 @@ class _Decoder:
         return tensor.requires_grad_(True) if node.get("requires_grad") else tensor
 
 
+#: the first bytes of a zip archive (a local file header, or the end record of an empty archive) and of a .npy
+_ZIP_MAGIC, _EMPTY_ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY"
+#: a state_dict's names: dotted Python identifiers ("0.weight", "encoder.1.running_mean")
+_STATE_DICT_NAME = re.compile(r"^\w+(\.\w+)+$")
+
+
+def _read_file(path: str) -> bytes:
+    """The bytes of ``path``, in one read (a concurrent ``save`` may replace the file while we parse it), or a
+    ``CheckpointError`` that is also the ``OSError`` ``open`` raised (missing, a directory, not readable)."""
+    if os.path.isdir(path):
+        raise CheckpointIsADirectoryError(f"load: {path!r} is a directory, not a checkpoint file")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(f"load: no checkpoint at {path!r}") from None
+    except IsADirectoryError:
+        raise CheckpointIsADirectoryError(f"load: {path!r} is a directory, not a checkpoint file") from None
+    except PermissionError as error:
+        raise CheckpointPermissionError(f"load: cannot read {path!r}: {error.strerror}") from None
+    except OSError as error:
+        raise CheckpointError(f"load: cannot read {path!r}: {error.strerror or error}") from None
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive at ``path`` by name, read with ``numpy.load(allow_pickle=False)`` (no code
+    runs), whether or not it is a checkpoint (``load`` reads checkpoints; this reads any ``.npz``, such as the
+    plain one that ``tinygrad-edu train --save`` wrote before it used checkpoints).
+
+    Raises ``CheckpointError`` naming the file and the reason: missing (also ``FileNotFoundError``), a directory
+    (also ``IsADirectoryError``), unreadable (also ``PermissionError``), empty, not a zip archive, truncated,
+    corrupted, a zip archive that is not an ``.npz``, or an object array (which would need pickle).
+    """
+    path = os.fspath(path)
+    data = _read_file(path)
+    if not data:
+        raise CheckpointError(f"load: {path!r} is empty (0 bytes), not a checkpoint")
+    if data.startswith(_NPY_MAGIC):
+        raise CheckpointError(f"load: {path!r} is a single NumPy array (a .npy file, numpy.save), not a checkpoint "
+                              f"(an .npz archive written by tinygrad_edu.save); read it with numpy.load")
+    if not data.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        raise CheckpointError(f"load: {path!r} is not a checkpoint: it is not a zip archive (a checkpoint is an .npz "
+                              f"archive, whose first bytes are {_ZIP_MAGIC!r}; this file's are {data[:8]!r})")
+    try:
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    except zipfile.BadZipFile as error:
+        if "not a zip file" in str(error):  # no end-of-archive record: the file stops before its end
+            raise CheckpointError(f"load: {path!r} is truncated: it begins as a zip archive (an .npz) but its end "
+                                  f"is missing ({len(data)} bytes; BadZipFile: {error}); a copy or download that "
+                                  f"stopped early?") from None
+        raise CheckpointError(f"load: {path!r} is corrupted: its zip directory cannot be read "
+                              f"(BadZipFile: {error})") from None
+    except (EOFError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"load: {path!r} is corrupted: its zip directory cannot be read "
+                              f"({type(error).__name__}: {error})") from None
+    foreign = [name for name in names if not name.endswith(".npy")]
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise CheckpointError(f"load: {path!r} is a zip archive but not an .npz, so not a tinygrad_edu checkpoint "
+                              f"(it holds {listed}; a checkpoint holds .npy arrays and a {MANIFEST_KEY!r} entry)")
+    arrays = {}
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            for name in archive.files:
+                try:
+                    arrays[name] = archive[name]
+                except ValueError as error:
+                    if "allow_pickle" in str(error) or "Object arrays" in str(error):
+                        raise CheckpointError(f"load: {path!r} holds an object array ({name!r}), which would need "
+                                              f"pickle (refused: loading must run no code)") from None
+                    raise CheckpointError(f"load: {path!r} is corrupted: its entry {name!r} is not a valid .npy "
+                                          f"array (ValueError: {error})") from None
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"load: {path!r} is corrupted ({type(error).__name__}: {error})") from None
+    return arrays
+
+
+def _looks_like_a_state_dict(names: list[str]) -> bool:
+    """True for the names of a model's state_dict ("0.weight", "1.running_mean", ...)."""
+    return bool(names) and all(_STATE_DICT_NAME.match(name) for name in names) and any(
+        name.endswith((".weight", ".bias")) for name in names)
+
+
 def load(path: str | os.PathLike, map_location: str | None = None) -> Any:
     """Read a checkpoint written by ``save``: the saved object, arrays as NumPy arrays, tensors on
     ``map_location`` (a device string; default ``"cpu"``).
 
-    Uses ``numpy.load(allow_pickle=False)``: no code runs. Raises ``FileNotFoundError`` when ``path`` does not
-    exist, ``CheckpointError`` (naming the file) when it is truncated, corrupted, not a checkpoint, or was written
-    by a newer format version.
+    Uses ``numpy.load(allow_pickle=False)``: no code runs. Raises ``CheckpointError`` naming the file and the
+    reason for any file it cannot read (see ``load_arrays``; a missing file's error is also a
+    ``FileNotFoundError``, a directory's an ``IsADirectoryError``), and for an ``.npz`` that is not a checkpoint (no
+    manifest: the message recognizes the plain state_dict ``.npz`` of the old ``tinygrad-edu train --save`` and says
+    how to convert it), a corrupted manifest, or a newer format version.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"load: no checkpoint at {path!r}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"load: {path!r} is a directory, not a checkpoint file")
-    with open(path, "rb") as f:
-        data = f.read()  # one read: the file may be replaced by a concurrent save while we parse it
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
-        reason = str(error)
-        if "allow_pickle" in reason or "Object arrays" in reason:
-            reason = "it holds an object array, which would need pickle (refused: loading must run no code)"
-        raise CheckpointError(f"load: {path!r} is truncated, corrupted or not a checkpoint "
-                              f"({type(error).__name__}: {reason})") from None
+    arrays = load_arrays(path)
     if MANIFEST_KEY not in arrays:
-        raise CheckpointError(f"load: {path!r} has no {MANIFEST_KEY!r} entry: it is an .npz archive, but not a "
-                              f"tinygrad_edu checkpoint (numpy.load reads it)")
+        message = (f"load: {path!r} has no {MANIFEST_KEY!r} entry: it is an .npz archive, but not a tinygrad_edu "
+                   f"checkpoint (numpy.load reads it)")
+        names = sorted(arrays)
+        if _looks_like_a_state_dict(names):
+            listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            message += (f"; its {len(names)} arrays are named like a model's state_dict ({listed}): the plain .npz that `tinygrad-edu train --save` wrote before it saved checkpoints. "
+                        f"Convert it with tinygrad_edu.train.convert_legacy_checkpoint({path!r}, NEW_PATH, "
+                        f"TrainConfig(...the options of the run that wrote it...)), or train again with --save")
+        raise CheckpointError(message)
     raw = arrays.pop(MANIFEST_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:

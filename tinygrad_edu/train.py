@@ -30,6 +30,30 @@ process of batch K·B takes. BatchNorm normalizes each process's own batch unles
 statistics of the whole K·B batch, so that, when K divides the training set and no process is left a last batch of
 one sample, the run matches the single process of batch K·B up to round-off). Every process evaluates the whole data
 sets with rank 0's running statistics; only rank 0 prints, plots and saves.
+
+The device: ``TrainConfig.device`` (``--device``) if given, else the default device (``set_default_device``, else
+``$TINYGRAD_EDU_DEVICE``, else ``"cpu"``), chosen and checked when ``train`` starts, before any work; every tensor of
+the run (the model's, the data's, the library's own) goes there.
+
+Checkpoints (``--save FILE``, ``save_checkpoint``): one file in the format of ``tinygrad_edu.save`` (an ``.npz``
+with a JSON manifest; atomic, no pickle), which ``tinygrad_edu.load`` reads as a dict::
+
+    {"kind": "tinygrad_edu.train", "version": 1,
+     "config": {...},                 # the TrainConfig as a plain dict (device None: the default device)
+     "device": "cpu",                 # the device the run trained on
+     "in_features": 2, "num_classes": 2,
+     "model": {name: array},          # the model's state_dict (for mixed16: the FP32 master values)
+     "optimizer": {...}, "scheduler": {...} or None, "scaler": {...} or None (mixed16),
+     "rng": {...} or None,            # get_rng_state(device): the dropout masks to come
+     "epoch": 30, "metrics": {"train_loss": [...], "train_accuracy": [...], "test_loss": [...], ...},
+     "world_size": 1}
+
+``load_checkpoint(path)`` builds the model from the saved config and loads the weights into it:
+``model, config, checkpoint = load_checkpoint("disc.ckpt")``; ``load_checkpoint(path, model)`` loads them into a
+model of your own. Both raise ``tinygrad_edu.CheckpointError`` for a file they cannot use, saying why: not a
+checkpoint (empty, text, truncated, corrupted, another zip or .npz), the plain ``.npz`` that ``--save`` wrote
+before this format (``convert_legacy_checkpoint`` converts it), or weights that do not fit the model (naming the
+parameter and both shapes).
 """
 
 from __future__ import annotations
@@ -38,15 +62,24 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinygrad_edu import amp, datasets, nn
+from tinygrad_edu import amp, datasets, nn, serialization
 from tinygrad_edu import distributed as dist
 from tinygrad_edu.autograd import no_grad
-from tinygrad_edu.backend import get_backend, get_default_device, manual_seed
+from tinygrad_edu.backend import (
+    Backend,
+    canonical_device,
+    default_device,
+    get_backend,
+    get_default_device,
+    get_rng_state,
+    manual_seed,
+)
 from tinygrad_edu.nn import functional as F
 from tinygrad_edu.optim import SGD, lr_scheduler
 from tinygrad_edu.tensor import Tensor
@@ -54,7 +87,8 @@ from tinygrad_edu.tensor import Tensor
 NORMS = ("batch", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "crelu", "elu", "maxout")
 DATASETS = ("disc", "digits")
-DEVICES = ("cpu", "cuda")
+#: the device strings ``TrainConfig.device`` and ``--device`` take (``None``/not given: the default device)
+DEVICES = ("cpu", "cuda", "cuda:N", "strict")
 PRECISIONS = ("fp32", "mixed16")
 SCHEDULES = ("cosine", "constant")
 
@@ -63,6 +97,9 @@ DATASET_DEFAULTS = {"disc": {"depth": 16, "width": 32}, "digits": {"depth": 2, "
 
 #: size of the disc problem's training and test sets (drawn with seeds ``seed`` and ``seed + 1``)
 DISC_TRAIN, DISC_TEST = 1000, 1000
+
+#: the ``kind`` entry of a checkpoint written by ``save_checkpoint`` (``--save``), and the layout's version
+CHECKPOINT_KIND, CHECKPOINT_VERSION = "tinygrad_edu.train", 1
 
 
 @dataclass
@@ -81,16 +118,22 @@ class TrainConfig:
     momentum: float = 0.9
     schedule: str = "cosine"
     seed: int = 0
-    device: str = "cpu"
+    device: str | None = None  # None: the default device (set_default_device, else $TINYGRAD_EDU_DEVICE, else cpu)
     precision: str = "fp32"
     distributed: bool = False  # data parallel over the processes of an MPI launcher (see the module docstring)
     sync_bn: bool = False  # with distributed: SyncBatchNorm, batch statistics over every process's batch
 
     def __post_init__(self) -> None:
         for name, valid in (("dataset", DATASETS), ("norm", NORMS), ("activation", ACTIVATIONS),
-                            ("device", DEVICES), ("precision", PRECISIONS), ("schedule", SCHEDULES)):
+                            ("precision", PRECISIONS), ("schedule", SCHEDULES)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"TrainConfig: {name} must be one of {', '.join(valid)}; got {getattr(self, name)!r}")
+        if self.device is not None:  # checked, kept as given ("cuda" lets a data-parallel run pick each rank's GPU)
+            try:
+                canonical_device(self.device)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"TrainConfig: device must be one of {', '.join(DEVICES)} or None (the default "
+                                 f"device); {exc}") from None
         for name, value in DATASET_DEFAULTS[self.dataset].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -175,27 +218,204 @@ def check_writable(path: str | os.PathLike) -> None:
     os.remove(probe)
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
-    """Write ``state`` (name -> array) as an ``.npz`` at ``path`` atomically: to a temporary file in the same folder,
-    then ``os.replace``, so a crash never leaves a half-written checkpoint. ``path`` is used as given (numpy's
-    ``savez`` would append ``.npz`` to a name without it; writing through a file object does not)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+#: input features and classes of each data set: the model ``load_checkpoint`` builds for a checkpoint's config
+DATASET_SHAPES = {"disc": (2, 2), "digits": (64, 10)}
+
+
+class LoadedCheckpoint(NamedTuple):
+    """What ``load_checkpoint`` returns: ``model, config, checkpoint = load_checkpoint(path)``."""
+
+    model: nn.Module
+    """The model, its weights loaded: built from the saved config, or the one passed to ``load_checkpoint``."""
+    config: TrainConfig | None
+    """The saved ``TrainConfig`` (``None`` for a checkpoint saved from a bare module without a config)."""
+    checkpoint: dict[str, Any]
+    """Everything the file holds, as ``tinygrad_edu.load`` returns it (layout: the module docstring)."""
+
+
+def _config_dict(config: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``config`` as the plain dict a checkpoint stores (a mapping is checked by building a ``TrainConfig``)."""
+    if config is None:
+        return None
+    if isinstance(config, Mapping):
+        config = TrainConfig(**config)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"save_checkpoint: config must be a TrainConfig, a dict of its fields or None, got "
+                        f"{type(config).__name__}")
+    return asdict(config)
+
+
+def _is_state_dict(source: Any) -> bool:
+    """True for a mapping of names to arrays or tensors (a ``state_dict()``)."""
+    return isinstance(source, Mapping) and all(
+        isinstance(name, str) and isinstance(value, (np.ndarray, np.generic, Tensor)) for name, value in source.items())
+
+
+def _checkpoint_of(source: Any, config: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The checkpoint dict ``save_checkpoint`` writes for ``source`` (see there)."""
+    if isinstance(source, Mapping) and source.get("kind") == CHECKPOINT_KIND:
+        checkpoint = dict(source)
+        if config is not None:
+            checkpoint["config"] = _config_dict(config)
+        return checkpoint
+    if isinstance(source, Mapping) and isinstance(source.get("checkpoint"), Mapping) and "train_loss" in source:
+        return _checkpoint_of(source["checkpoint"], config)  # train()'s history
+    if isinstance(source, nn.Module):
+        state = source.state_dict()
+    elif _is_state_dict(source):
+        state = dict(source)
+    else:
+        raise TypeError(f"save_checkpoint: cannot save a {type(source).__name__}: expected train()'s history, a "
+                        f"checkpoint dict (history['checkpoint']), a Module or its state_dict()")
+    config_dict = _config_dict(config)
+    shape = DATASET_SHAPES[config_dict["dataset"]] if config_dict is not None else (None, None)
+    return {"kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "config": config_dict, "device": None,
+            "in_features": shape[0], "num_classes": shape[1], "model": state, "optimizer": None, "scheduler": None,
+            "scaler": None, "rng": None, "epoch": None, "metrics": None, "world_size": None}
+
+
+def save_checkpoint(path: str | os.PathLike, source: Any, config: TrainConfig | Mapping[str, Any] | None = None
+                    ) -> None:
+    """Write a checkpoint to ``path`` in ``tinygrad_edu.save``'s format (atomic: a temporary file in the same folder,
+    then ``os.replace``; the file gets the mode ``open()`` would give it; no pickle). ``path`` is used as given.
+
+    ``source``: ``train()``'s history or its ``history["checkpoint"]`` (everything: model, optimizer, scheduler,
+    loss scaler, RNG state, config, metrics; what ``--save`` writes), or an ``nn.Module``, or a ``state_dict()``
+    (then the file holds the weights and ``config`` if given, which ``load_checkpoint(path)`` needs to build the
+    model). ``config`` (a ``TrainConfig`` or a dict of its fields) replaces the saved one. Anything else raises
+    ``TypeError`` before the file is touched. The layout is in the module docstring.
+    """
+    serialization.save(_checkpoint_of(source, config), path)
+
+
+def save_checkpoint_from_rank0(path: str | os.PathLike, source: Any,
+                               config: TrainConfig | Mapping[str, Any] | None = None) -> None:
+    """``save_checkpoint`` in a data-parallel run: rank 0 writes the file, the other processes wait until it is
+    complete, and raise rank 0's error too if it failed (rather than carry on, or wait forever)."""
+    dist.run_on_main_process(save_checkpoint, path, source, config)
+
+
+def _config_from(path: str, saved: Any) -> TrainConfig | None:
+    """The ``TrainConfig`` of a checkpoint's ``config`` entry; ``CheckpointError`` if it is not a valid one."""
+    if saved is None:
+        return None
+    if not isinstance(saved, Mapping):
+        raise serialization.CheckpointError(f"load_checkpoint: {path!r} has a config entry of type "
+                                            f"{type(saved).__name__}, not a dict of TrainConfig's fields")
+    unknown = sorted(set(saved) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise serialization.CheckpointError(f"load_checkpoint: {path!r} has config fields this tinygrad_edu does not "
+                                            f"know: {', '.join(unknown)} (written by a newer version?)")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **state)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        return TrainConfig(**saved)
+    except (TypeError, ValueError) as exc:
+        raise serialization.CheckpointError(f"load_checkpoint: {path!r} has an invalid config: {exc}") from None
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> None:
-    """Load an ``.npz`` written by ``save_checkpoint`` (or ``--save``) into ``model`` (``load_state_dict``)."""
-    with np.load(path) as data:
-        model.load_state_dict({name: data[name] for name in data.files})
+def _describe(config: TrainConfig | None, whose: str) -> str:
+    if config is None:
+        return ""
+    return (f" ({whose}: {config.dataset}, depth {config.depth}, width {config.width}, norm {config.norm}, "
+            f"activation {config.activation})")
+
+
+def _load_weights(path: str, state: Mapping[str, Any], model: nn.Module, config: TrainConfig | None,
+                  who: str = "load_checkpoint") -> None:
+    """``model.load_state_dict(state)`` after checking names and shapes: ``CheckpointError`` naming the parameter
+    and both shapes (or the names that differ), with the model unchanged."""
+    whose = "the config given" if who == "convert_legacy_checkpoint" else "the checkpoint's config"
+    target = model.state_dict()
+    missing, unexpected = [k for k in target if k not in state], [k for k in state if k not in target]
+    if missing or unexpected:
+        def names(keys: list[str]) -> str:
+            return ", ".join(keys[:4]) + (f", ... ({len(keys)} in all)" if len(keys) > 4 else "")
+
+        parts = ([f"the model has {names(missing)}, which the checkpoint lacks"] if missing else []) + \
+                ([f"the checkpoint has {names(unexpected)}, which the model lacks"] if unexpected else [])
+        raise serialization.CheckpointError(f"{who}: {path!r} does not fit the model: {'; '.join(parts)}"
+                                            f"{_describe(config, whose)}")
+    for name, value in target.items():
+        saved_shape, model_shape = tuple(np.shape(state[name])), tuple(value.shape)
+        if saved_shape != model_shape:
+            raise serialization.CheckpointError(f"{who}: {path!r} does not fit the model: {name} has shape "
+                                                f"{saved_shape} in the checkpoint, {model_shape} in the model"
+                                                f"{_describe(config, whose)}")
+    try:
+        model.load_state_dict(dict(state))
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. an integer array for a float parameter
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise serialization.CheckpointError(f"{who}: {path!r} does not fit the model: {message}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *, device: str | None = None
+                    ) -> LoadedCheckpoint:
+    """Read a checkpoint of ``save_checkpoint`` (``tinygrad-edu train --save``) and load its weights into a model.
+
+    Without ``model``, the model is built from the saved config (``build_model``) on ``device`` (default: the
+    default device); with ``model``, the weights go into it (``load_state_dict``: cast to its dtypes, so a float16
+    model takes the FP32 masters of a mixed16 run). Returns ``LoadedCheckpoint(model, config, checkpoint)``::
+
+        model, config, checkpoint = load_checkpoint("disc.ckpt")
+        load_checkpoint("disc.ckpt", my_model)
+
+    Raises ``tinygrad_edu.CheckpointError`` saying why for a file it cannot use: missing, a directory, empty, not a
+    zip archive, truncated, corrupted, another .npz or zip, the plain ``.npz`` that ``--save`` wrote before this
+    format (convert it with ``convert_legacy_checkpoint``), a ``tinygrad_edu.save`` file that is not a training
+    checkpoint, or weights that do not fit ``model`` (the parameter and both shapes); ``model`` is then unchanged.
+    """
+    path = os.fspath(path)
+    checkpoint = serialization.load(path)  # CheckpointError for any file it cannot read, saying why
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
+        raise serialization.CheckpointError(
+            f"load_checkpoint: {path!r} is a tinygrad_edu.save file, but not a training checkpoint (it has no "
+            f"'kind': {CHECKPOINT_KIND!r} entry, which save_checkpoint and `tinygrad-edu train --save` write); read "
+            f"it with tinygrad_edu.load")
+    version = checkpoint.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CHECKPOINT_VERSION:
+        raise serialization.CheckpointError(f"load_checkpoint: {path!r} has layout version {version!r}; this "
+                                            f"tinygrad_edu reads versions 1 to {CHECKPOINT_VERSION}")
+    state = checkpoint.get("model")
+    if not _is_state_dict(state):
+        raise serialization.CheckpointError(f"load_checkpoint: {path!r} has no model weights (its 'model' entry is "
+                                            f"not a dict of name -> array)")
+    config = _config_from(path, checkpoint.get("config"))
+    if model is None:
+        if config is None:
+            raise serialization.CheckpointError(
+                f"load_checkpoint: {path!r} holds no config to build the model from (it was saved from a bare "
+                f"module or state_dict): pass the model to load into, load_checkpoint(path, model)")
+        default_in, default_classes = DATASET_SHAPES[config.dataset]
+        model = build_model(checkpoint.get("in_features") or default_in,
+                            checkpoint.get("num_classes") or default_classes, config.depth, config.width,
+                            config.norm, config.activation, config.dropout, device=device)
+    _load_weights(path, state, model, config)
+    return LoadedCheckpoint(model, config, checkpoint)
+
+
+def convert_legacy_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
+                              config: TrainConfig | None = None) -> LoadedCheckpoint:
+    """Convert the plain ``.npz`` that ``tinygrad-edu train --save`` wrote before checkpoints had one format (the
+    model's state_dict, one array per name) into a checkpoint at ``destination``.
+
+    ``config``: the ``TrainConfig`` of the run that wrote it (default: ``TrainConfig()``, the command line's
+    defaults: the disc net of depth 16, width 32). The weights are loaded into a model built from it first, so a
+    config that does not match raises ``CheckpointError`` naming the parameter and both shapes, and nothing is
+    written. The new file holds the weights and the config: enough to evaluate (``load_checkpoint``), not to resume
+    (the old file had no optimizer or RNG state). Returns what ``load_checkpoint(destination)`` would.
+    """
+    source = os.fspath(source)
+    arrays = serialization.load_arrays(source)  # the file's checks and errors, as tinygrad_edu.load
+    if serialization.MANIFEST_KEY in arrays:
+        raise serialization.CheckpointError(f"convert_legacy_checkpoint: {source!r} already is a tinygrad_edu "
+                                            f"checkpoint: nothing to convert (load_checkpoint reads it)")
+    config = config if config is not None else TrainConfig()
+    in_features, num_classes = DATASET_SHAPES[config.dataset]
+    model = build_model(in_features, num_classes, config.depth, config.width, config.norm, config.activation,
+                        config.dropout, device="cpu")
+    _load_weights(source, arrays, model, config, who="convert_legacy_checkpoint")
+    checkpoint = _checkpoint_of(arrays, config)
+    save_checkpoint(destination, checkpoint)
+    return LoadedCheckpoint(model, config, checkpoint)
 
 
 def _forward(model: nn.Module, x: Tensor, half: bool) -> Tensor:
@@ -223,12 +443,27 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, half: bool = False, batch_s
 
 def join_process_group(config: TrainConfig) -> str:
     """For ``config.distributed``: join the launcher's processes (or reuse the group already joined) and return the
-    device this process trains on (with NCCL, the GPU ``init_process_group`` gave it)."""
+    device this process trains on (``config.device``, else the default device; with CUDA, NCCL and the GPU
+    ``init_process_group`` gave this process)."""
+    requested = config.device if config.device is not None else get_default_device()
+    cuda = canonical_device(requested).startswith("cuda")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if config.device == "cuda" else "mpi")
-    if config.device == "cuda" and get_default_device().startswith("cuda"):
+        dist.init_process_group("nccl" if cuda else "mpi")
+    if cuda and get_default_device().startswith("cuda"):
         return get_default_device()  # "cuda:<local rank modulo the GPU count>"
-    return config.device
+    return requested
+
+
+def select_backend(config: TrainConfig) -> Backend:
+    """The backend ``train(config)`` runs on: ``config.device``, else the default device (``set_default_device``,
+    else ``$TINYGRAD_EDU_DEVICE``, else cpu); joins the process group first when ``config.distributed``. Raises
+    before any work: ``ValueError`` for a bad device string (naming ``TINYGRAD_EDU_DEVICE`` when it came from
+    there), ``DeviceUnavailableError`` for a device that cannot be used, ``ValueError`` for mixed16 on a device
+    without float16."""
+    backend = get_backend(join_process_group(config) if config.distributed else config.device)
+    if config.precision == "mixed16" and backend.float16 is None:
+        raise ValueError(f"train: device {backend.name!r} has no float16; use precision='fp32'")
+    return backend
 
 
 def train(config: TrainConfig | None = None, progress: bool = False, **overrides: Any) -> dict[str, Any]:
@@ -249,12 +484,22 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
     ``model`` (the trained ``nn.Sequential``, not wrapped), ``master`` (the ``amp.MasterWeights`` for mixed16, else
     None), ``state_dict`` (what ``--save`` writes: the model's state, FP32 master values for mixed16); for mixed16,
     ``loss_scale`` and ``skipped_steps`` (steps the GradScaler skipped for inf/NaN gradients); when distributed,
-    ``allreduce_seconds`` (time in the gradient all-reduce, waiting for the slowest process included).
+    ``allreduce_seconds`` (time in the gradient all-reduce, waiting for the slowest process included);
+    ``device`` (where it trained: ``"cpu"``, ``"cuda:0"``, ...); ``optimizer``, ``scheduler`` (None for a constant
+    schedule) and ``scaler``, as they are at the end; ``checkpoint``, the dict that ``--save`` writes
+    (``save_checkpoint(path, history)``; its layout is in the module docstring).
+
+    The device is ``config.device``, else the default device (``$TINYGRAD_EDU_DEVICE``, ...), chosen and checked
+    before any work (``select_backend``); every tensor of the run goes there, the library's own included.
     """
     config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
-    device = join_process_group(config) if config.distributed else config.device
-    backend = get_backend(device)  # raises DeviceUnavailableError before any work
-    device = backend.name  # "cpu", "cuda:0"
+    backend = select_backend(config)  # raises ValueError or DeviceUnavailableError before any work
+    with default_device(backend.name):  # "cpu", "strict", "cuda:0"
+        return _train(config, backend.name, progress)
+
+
+def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
+    """The body of ``train`` on ``device`` (chosen and checked)."""
     half = config.precision == "mixed16"
     world_size = dist.get_world_size() if config.distributed else 1
     main_process = dist.is_main_process() if config.distributed else True
@@ -295,7 +540,7 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
 
         processes = f" x{world_size}" if config.distributed else ""
         bar = tqdm(total=config.epochs * steps_per_epoch, unit="step", dynamic_ncols=True, leave=True,
-                   desc=f"{config.dataset} {config.device}{processes} {config.precision}")
+                   desc=f"{config.dataset} {device}{processes} {config.precision}")
     start = time.perf_counter()
     try:
         for epoch in range(config.epochs):
@@ -342,20 +587,29 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
             bar.close()
     history["seconds"] = time.perf_counter() - start
     history["world_size"], history["global_batch_size"] = world_size, world_size * config.batch_size
-    history["config"] = {**asdict(config), "world_size": world_size, "global_batch_size": world_size * config.batch_size}
+    history["config"] = {**asdict(config), "device": device, "world_size": world_size,
+                         "global_batch_size": world_size * config.batch_size}
+    history["device"] = device
     history["model"], history["master"] = model, master
     history["state_dict"] = master.state_dict() if half else model.state_dict()
+    history["optimizer"], history["scheduler"], history["scaler"] = optimizer, scheduler, scaler
     if half:
         history["loss_scale"], history["skipped_steps"] = scaler.get_scale(), skipped
     if ddp is not None:
         history["allreduce_seconds"] = ddp.reducer_stats["seconds"]
+    try:
+        rng = get_rng_state(device)
+    except NotImplementedError:  # a generator that cannot export its state (see Backend.get_rng_state)
+        rng = None
+    metrics = {key: list(history[key]) for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+    history["checkpoint"] = {
+        "kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "config": asdict(config), "device": device,
+        "in_features": int(x_train_np.shape[1]), "num_classes": num_classes, "model": history["state_dict"],
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if half else None, "rng": rng, "epoch": config.epochs, "metrics": metrics,
+        "world_size": world_size,
+    }
     return history
-
-
-def save_checkpoint_from_rank0(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
-    """``save_checkpoint`` in a data-parallel run: rank 0 writes the file, the other processes wait until it is
-    complete, and raise rank 0's error too if it failed (rather than carry on, or wait forever)."""
-    dist.run_on_main_process(save_checkpoint, path, state)
 
 
 def plot_history(history: dict[str, Any], path: str | os.PathLike) -> None:
@@ -384,6 +638,7 @@ def plot_history(history: dict[str, Any], path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-__all__ = ["ACTIVATIONS", "DATASETS", "NORMS", "PRECISIONS", "TrainConfig", "build_model", "check_writable",
-           "evaluate", "join_process_group", "load_checkpoint", "load_data", "plot_history", "save_checkpoint",
-           "save_checkpoint_from_rank0", "train"]
+__all__ = ["ACTIVATIONS", "CHECKPOINT_KIND", "CHECKPOINT_VERSION", "DATASETS", "DATASET_SHAPES", "DEVICES",
+           "LoadedCheckpoint", "NORMS", "PRECISIONS", "TrainConfig", "build_model", "check_writable",
+           "convert_legacy_checkpoint", "evaluate", "join_process_group", "load_checkpoint", "load_data",
+           "plot_history", "save_checkpoint", "save_checkpoint_from_rank0", "select_backend", "train"]

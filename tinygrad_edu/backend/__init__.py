@@ -2,14 +2,21 @@
 
 * ``"cpu"``: NumPy. ``"cuda"`` or ``"cuda:N"``: CuPy on GPU ``N`` (``"cuda"`` is ``"cuda:0"``).
   ``"strict"``: array_api_strict on a non-CPU device, for tests.
-* The default device is ``set_default_device(...)`` if called, else the environment variable
-  ``TINYGRAD_EDU_DEVICE``, else ``"cpu"``. New tensors and modules go there, so switching a whole program to
-  the GPU is one flag: ``TINYGRAD_EDU_DEVICE=cuda python train.py``.
+* The default device is ``set_default_device(...)`` if called (or the device of an enclosing
+  ``with default_device(...)``), else the environment variable ``TINYGRAD_EDU_DEVICE``, else ``"cpu"``. New
+  tensors and modules go there, so switching a whole program to the GPU is one flag:
+  ``TINYGRAD_EDU_DEVICE=cuda python train.py``. Every entry point reads the flag the same way: an explicit device
+  (``device=...``, the command line's ``--device``) beats the variable, which beats ``"cpu"``. The variable is read
+  when a default is needed, not at import; a bad value raises ``ValueError`` naming the variable
+  (``TINYGRAD_EDU_DEVICE='gpu': unknown device 'gpu': ...``), and a device it names that cannot be used raises
+  ``DeviceUnavailableError`` whose message begins with the variable too.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tinygrad_edu.backend.base import DEFAULT_SEED, Backend
@@ -22,6 +29,9 @@ __all__ = [
     "DeviceUnavailableError",
     "backend_of",
     "get_backend",
+    "canonical_device",
+    "default_device",
+    "device_from_environment",
     "get_default_device",
     "set_default_device",
     "manual_seed",
@@ -52,8 +62,24 @@ def canonical_device(device: str) -> str:
 
 
 def get_backend(device: str | None = None) -> Backend:
-    """The backend for ``device`` (default: the default device), created on first use."""
-    name = canonical_device(device) if device is not None else get_default_device()
+    """The backend for ``device`` (default: the default device), created on first use.
+
+    With ``device=None`` and the default taken from ``$TINYGRAD_EDU_DEVICE``, the errors name the variable: a bad
+    value raises ``ValueError``, a device that cannot be used ``DeviceUnavailableError`` (``TINYGRAD_EDU_DEVICE=
+    'cuda': device 'cuda' needs CuPy, ...``)."""
+    if device is not None:
+        return _backend(canonical_device(device))
+    name = get_default_device()
+    if _default_device is not None or device_from_environment() is None:
+        return _backend(name)
+    try:
+        return _backend(name)
+    except DeviceUnavailableError as exc:
+        raise DeviceUnavailableError(f"{ENV_VAR}={os.environ[ENV_VAR]!r}: {exc}") from None
+
+
+def _backend(name: str) -> Backend:
+    """The backend of the canonical device ``name``, created on first use."""
     backend = _backends.get(name)
     if backend is None:
         if name == "cpu":
@@ -76,11 +102,25 @@ def backend_of(data: Any) -> Backend | None:
     return None
 
 
+def device_from_environment() -> str | None:
+    """The device ``$TINYGRAD_EDU_DEVICE`` names, canonical (``"cuda"`` -> ``"cuda:0"``); ``None`` when the variable
+    is unset or empty. A value that is not a device raises ``ValueError`` naming the variable and its value."""
+    value = os.environ.get(ENV_VAR)
+    if value is None or not value.strip():
+        return None
+    try:
+        return canonical_device(value)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_VAR}={value!r}: {exc}") from None
+
+
 def get_default_device() -> str:
-    """The device new tensors go to: ``set_default_device``'s, else ``$TINYGRAD_EDU_DEVICE``, else ``"cpu"``."""
+    """The device new tensors go to: ``set_default_device``'s, else ``$TINYGRAD_EDU_DEVICE``, else ``"cpu"``.
+
+    Raises ``ValueError`` naming the variable when it holds something that is not a device."""
     if _default_device is not None:
         return _default_device
-    return canonical_device(os.environ.get(ENV_VAR) or "cpu")
+    return device_from_environment() or "cpu"
 
 
 def set_default_device(device: str | None) -> None:
@@ -95,6 +135,27 @@ def set_default_device(device: str | None) -> None:
     name = canonical_device(device)
     get_backend(name)  # fail now, not at the first tensor
     _default_device = name
+
+
+@contextmanager
+def default_device(device: str | None) -> Iterator[str]:
+    """``with default_device("strict"): ...``: within the block, the default device is ``device`` (checked first,
+    as ``set_default_device`` does); afterwards it is what it was. ``None`` leaves the default as it is (and then
+    yields it, resolved). Yields the canonical device name.
+
+    The command line runs each command inside one, so that ``--device`` beats ``$TINYGRAD_EDU_DEVICE`` for every
+    tensor the command creates, its own and the library's."""
+    global _default_device
+    if device is None:
+        yield get_default_device()
+        return
+    name = canonical_device(device)
+    get_backend(name)
+    previous, _default_device = _default_device, name
+    try:
+        yield name
+    finally:
+        _default_device = previous
 
 
 def manual_seed(seed: int) -> None:
