@@ -108,6 +108,20 @@ def _select_backend(option: str | None) -> Backend:
     return get_backend(name)
 
 
+def _one_of(*choices: str) -> dict:
+    """``add_argument`` options for a value among ``choices``: the help shows them as ``{a,b}``, and a bad value says
+    ``invalid choice: 'x' (choose from a, b)`` on every Python version (argparse's own message quotes the choices on
+    some versions and not on others)."""
+
+    def choice(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(choices)})")
+        return text
+
+    choice.__name__ = "choice"
+    return {"type": choice, "metavar": "{" + ",".join(choices) + "}"}
+
+
 def _int_at_least(text: str, minimum: int) -> int:
     """``text`` as an integer of at least ``minimum``, for argparse (which reports the ArgumentTypeError)."""
     value = int(text)
@@ -158,7 +172,7 @@ def _configure_gradcheck(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="registry entries to check (default: all)")
     parser.add_argument("--device", default=None,
                         help=f"cpu, cuda, cuda:N or strict (default: ${ENV_VAR}, else cpu)")
-    parser.add_argument("--dtype", choices=("float64", "float32", "float16"), default="float64",
+    parser.add_argument("--dtype", **_one_of("float64", "float32", "float16"), default="float64",
                         help="dtype of the inputs and the backward pass (default: float64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first trial (default: 0)")
     parser.add_argument("--trials", type=_positive_int, default=3,
@@ -270,12 +284,12 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     from tinygrad_edu import train as t
 
     d = t.TrainConfig()
-    parser.add_argument("--dataset", choices=t.DATASETS, default=d.dataset,
+    parser.add_argument("--dataset", **_one_of(*t.DATASETS), default=d.dataset,
                         help="disc: the course's 2-D disc problem, generated in code (default); digits: "
                              "scikit-learn's bundled 8x8 handwritten digits (needs scikit-learn)")
-    parser.add_argument("--norm", choices=t.NORMS, default=d.norm, help=f"normalization after each hidden Linear "
+    parser.add_argument("--norm", **_one_of(*t.NORMS), default=d.norm, help=f"normalization after each hidden Linear "
                         f"(default: {d.norm})")
-    parser.add_argument("--activation", choices=t.ACTIVATIONS, default=d.activation,
+    parser.add_argument("--activation", **_one_of(*t.ACTIVATIONS), default=d.activation,
                         help=f"nonlinearity of the hidden layers (default: {d.activation})")
     parser.add_argument("--dropout", type=_probability, default=d.dropout, metavar="P",
                         help="dropout probability after each hidden activation (default: 0, no dropout)")
@@ -287,14 +301,14 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, metavar="DEVICE",
                         help=f"cpu (NumPy), cuda or cuda:N (CuPy), or strict (array_api_strict, for tests) "
                              f"(default: ${ENV_VAR}, else cpu)")
-    parser.add_argument("--precision", choices=t.PRECISIONS, default=d.precision,
+    parser.add_argument("--precision", **_one_of(*t.PRECISIONS), default=d.precision,
                         help="fp32, or mixed16: float16 model, float32 master weights and loss scaling "
                              "(default: fp32)")
     parser.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"(default: {d.epochs})")
     parser.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"(default: {d.batch_size})")
     parser.add_argument("--lr", type=_positive_float, default=d.lr,
                         help=f"initial learning rate of SGD (momentum {d.momentum}; default: {d.lr})")
-    parser.add_argument("--schedule", choices=t.SCHEDULES, default=d.schedule,
+    parser.add_argument("--schedule", **_one_of(*t.SCHEDULES), default=d.schedule,
                         help="learning rate: cosine annealing to 0 over the epochs, or constant (default: cosine)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seeds the data, the weights and the batches "
                         "(default: 0)")
@@ -471,8 +485,8 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
                         help="small sizes and one short timing block each (seconds; for tests, not for numbers)")
     parser.add_argument("--repeats", type=_positive_int, default=None,
                         help="timed blocks per implementation (default: 5, or 1 with --quick)")
-    parser.add_argument("--only", nargs="+", choices=("mlp", "batchnorm", "conv2d", "fp16", "cuda", "ddp"),
-                        default=None, metavar="NAME",
+    parser.add_argument("--only", nargs="+", **{**_one_of("mlp", "batchnorm", "conv2d", "fp16", "cuda", "ddp"),
+                                               "metavar": "NAME"}, default=None,
                         help="run only these: mlp, batchnorm, conv2d, fp16, cuda, ddp (default: all)")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch rows even if it is installed")
 
