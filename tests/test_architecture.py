@@ -27,7 +27,7 @@ LAYERS = {
     "backend": ["tinygrad_edu.backend"],
     "tape": ["tinygrad_edu.autograd"],
     "ops": ["tinygrad_edu.ops", "tinygrad_edu.arguments", "tinygrad_edu.dtypes"],
-    "core": ["tinygrad_edu.tensor", "tinygrad_edu.functions", "tinygrad_edu.creation"],
+    "core": ["tinygrad_edu.tensor", "tinygrad_edu.composite", "tinygrad_edu.functions", "tinygrad_edu.creation"],
     "library": ["tinygrad_edu.nn", "tinygrad_edu.optim", "tinygrad_edu.amp", "tinygrad_edu.distributed",
                 "tinygrad_edu.serialization"],
     "tools": ["tinygrad_edu.gradcheck", "tinygrad_edu.testing"],

@@ -282,8 +282,8 @@ def test_matmul_on_transposed_and_strided_operands(device, data):
 REDUCTIONS = {
     "sum": (lambda x, ax, kd: x.sum(axis=ax, keepdims=kd), lambda a, ax, kd: np.sum(a, axis=ax, keepdims=kd), anywhere, 0),
     "mean": (lambda x, ax, kd: x.mean(ax, kd), lambda a, ax, kd: np.mean(a, axis=ax, keepdims=kd), anywhere, 1),
-    "max": (lambda x, ax, kd: x.max(ax, kd), lambda a, ax, kd: np.max(a, axis=ax, keepdims=kd), distinct_arrays, 1),
-    "min": (lambda x, ax, kd: x.min(ax, kd), lambda a, ax, kd: np.min(a, axis=ax, keepdims=kd), distinct_arrays, 1),
+    "max": (lambda x, ax, kd: x.max(axis=ax, keepdims=kd), lambda a, ax, kd: np.max(a, axis=ax, keepdims=kd), distinct_arrays, 1),
+    "min": (lambda x, ax, kd: x.min(axis=ax, keepdims=kd), lambda a, ax, kd: np.min(a, axis=ax, keepdims=kd), distinct_arrays, 1),
     "var_correction_0": (
         lambda x, ax, kd: x.var(ax, kd, correction=0),
         lambda a, ax, kd: np.var(a, axis=ax, keepdims=kd, ddof=0),

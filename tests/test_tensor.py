@@ -361,8 +361,12 @@ def test_axis_errors_are_clear():
         t.squeeze(5)
     with pytest.raises(ValueError, match=r"unsqueeze: axis 4 is out of range"):
         t.unsqueeze(4)
-    with pytest.raises(ValueError, match=r"axis 2 is out of range for a tensor with 2 dimension"):
+    with pytest.raises(ValueError, match=r"axis 2 is out of range for a tensor with 2 dimension\(s\) in sum\(\)"):
         t.sum(axis=2)
+    with pytest.raises(ValueError, match=r"max\(\): dim=-3 is out of range for a tensor with 2 dimension\(s\)"):
+        t.max(dim=-3)
+    with pytest.raises(TypeError, match=r"mean\(\): got both dim=0 and its NumPy alias axis=1"):
+        t.mean(dim=0, axis=1)
 
 
 def test_clip_rejects_tensor_bounds_with_a_hint():

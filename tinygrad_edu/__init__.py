@@ -6,7 +6,7 @@ Tensors live on a device (``"cpu"`` with NumPy, ``"cuda"`` with CuPy); ``TINYGRA
 program to the GPU. The package in layers, each built on the ones before it:
 
 * core: ``backend/`` (devices and their array namespaces), ``autograd/`` (the tape), ``ops/`` (the primitive ops),
-  ``tensor.py`` (the Tensor), with ``dtypes.py``, ``functions.py``, ``creation.py``, ``arguments.py``;
+  ``tensor.py`` (the Tensor), with ``composite.py``, ``dtypes.py``, ``functions.py``, ``creation.py``, ``arguments.py``;
 * library: ``nn/`` (layers: functional, modules, init), ``optim/``, ``amp/`` (mixed precision), ``distributed/``,
   ``serialization.py`` (checkpoints);
 * tools: ``gradcheck.py``, ``testing/`` (Hypothesis strategies and the registry of differentiable ops);
@@ -35,7 +35,20 @@ from tinygrad_edu.backend import (
     set_default_device,
     set_rng_state,
 )
-from tinygrad_edu.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
+from tinygrad_edu.composite import amax, amin, argmax, argmin, chunk
+from tinygrad_edu.creation import (
+    arange,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randn,
+    randn_like,
+    zeros,
+    zeros_like,
+)
 from tinygrad_edu.dtypes import bool_, float16, float32, float64, int32, int64
 from tinygrad_edu.functions import cat, concatenate, maximum, minimum, split, stack, where
 from tinygrad_edu.gradcheck import (
@@ -53,10 +66,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError", "CheckpointError", "DeviceUnavailableError", "Function", "GradcheckError", "GradcheckReport",
-    "InplaceModificationError", "InputError", "NonDifferentiablePointError", "Tensor", "amp", "arange", "autograd",
-    "bool_", "cat", "check_gradients", "concatenate", "cuda_is_available", "datasets", "detect_anomaly",
-    "distributed", "float16", "float32", "float64", "full", "get_backend", "get_default_device", "get_rng_state",
-    "gradcheck", "gradcheck_module", "int32", "int64", "is_anomaly_enabled", "is_grad_enabled", "load",
-    "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand", "randn", "save",
-    "set_default_device", "set_detect_anomaly", "set_rng_state", "split", "stack", "where", "zeros", "zeros_like",
+    "InplaceModificationError", "InputError", "NonDifferentiablePointError", "Tensor", "amax", "amin", "amp",
+    "arange", "argmax", "argmin", "autograd", "bool_", "cat", "check_gradients", "chunk", "concatenate",
+    "cuda_is_available", "datasets", "detect_anomaly", "distributed", "float16", "float32", "float64", "full",
+    "full_like", "get_backend", "get_default_device", "get_rng_state", "gradcheck", "gradcheck_module", "int32",
+    "int64", "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
+    "ones_like", "rand", "rand_like", "randn", "randn_like", "save", "set_default_device", "set_detect_anomaly",
+    "set_rng_state", "split", "stack", "where", "zeros", "zeros_like",
 ]

@@ -39,12 +39,40 @@ def full(shape, fill_value: float, dtype=np.float32, device: str | None = None, 
     return _make(array, backend, requires_grad)
 
 
-def zeros_like(t: Tensor, dtype=None) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype, device=t.device)
+def zeros_like(input: Tensor, dtype: Any = None, *, device: str | None = None,  # noqa: A002 - PyTorch's name
+               requires_grad: bool = False) -> Tensor:
+    """Zeros of ``input``'s shape, and of its dtype and device unless given (``torch.zeros_like``)."""
+    return full_like(input, 0, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def ones_like(t: Tensor, dtype=None) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype, device=t.device)
+def ones_like(input: Tensor, dtype: Any = None, *, device: str | None = None,  # noqa: A002 - PyTorch's name
+              requires_grad: bool = False) -> Tensor:
+    """Ones of ``input``'s shape, and of its dtype and device unless given (``torch.ones_like``)."""
+    return full_like(input, 1, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full_like(input: Tensor, fill_value: float, *, dtype: Any = None, device: str | None = None,  # noqa: A002
+              requires_grad: bool = False) -> Tensor:
+    """``fill_value`` in ``input``'s shape, and of its dtype and device unless given (``torch.full_like``: the value
+    is converted to that dtype)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"full_like: input must be a Tensor, got {type(input).__name__}")
+    return full(input.shape, fill_value, dtype=input.dtype if dtype is None else dtype,
+                device=input.device if device is None else device, requires_grad=requires_grad)
+
+
+def rand_like(input: Tensor, *, dtype: Any = None, device: str | None = None,  # noqa: A002 - PyTorch's name
+              requires_grad: bool = False) -> Tensor:
+    """Samples from U[0, 1) in ``input``'s shape, dtype (floating) and device unless given (``torch.rand_like``)."""
+    return rand(input.shape, dtype=input.dtype if dtype is None else dtype,
+                device=input.device if device is None else device, requires_grad=requires_grad)
+
+
+def randn_like(input: Tensor, *, dtype: Any = None, device: str | None = None,  # noqa: A002 - PyTorch's name
+               requires_grad: bool = False) -> Tensor:
+    """Samples from N(0, 1) in ``input``'s shape, dtype (floating) and device unless given (``torch.randn_like``)."""
+    return randn(input.shape, dtype=input.dtype if dtype is None else dtype,
+                 device=input.device if device is None else device, requires_grad=requires_grad)
 
 
 def arange(start, stop=None, step=1, dtype=None, device: str | None = None) -> Tensor:

@@ -1,8 +1,10 @@
 """``Tensor``: an n-dimensional array on a device, and a node of the tape.
 
 This file is the surface a user calls: construction and conversion, the operators (generated from the tables at the
-end), in-place updates, math, reductions and shapes. A method that computes checks its arguments here and then
-applies one op of ``tinygrad_edu.ops``, whose ``forward`` and ``backward`` are the math alone. The tape itself (the
+end), in-place updates, math, reductions and shapes. A method that computes checks its arguments (``arguments.py``)
+and then applies one op of ``tinygrad_edu.ops``, whose ``forward`` and ``backward`` are the math alone; methods
+composed of several ops (max with indices, std, prod, norm, masked_fill ...) are in ``composite.py``. Names and
+semantics are PyTorch's (``dim``/``keepdim``; NumPy's ``axis``/``keepdims`` as aliases). The tape itself (the
 ``Function`` base class, the backward walk, version counters, anomaly detection) is ``tinygrad_edu.autograd``.
 """
 
@@ -14,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu import arguments, dtypes, ops
+from tinygrad_edu import arguments, composite, dtypes, ops
 from tinygrad_edu.autograd import engine, versions
-from tinygrad_edu.autograd.function import Function, InputError, device_mismatch
+from tinygrad_edu.autograd.function import Function, device_mismatch
 from tinygrad_edu.backend import Backend, backend_of, get_backend, get_default_device
-from tinygrad_edu.ops.matmul import batch_shape
 
 
 class Tensor:
@@ -101,6 +102,10 @@ class Tensor:
         """The number of elements."""
         return math.prod(self._data.shape)
 
+    def dim(self) -> int:
+        """The number of dimensions (PyTorch's ``dim()``; ``ndim`` is the same as a property)."""
+        return self._data.ndim
+
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -153,6 +158,7 @@ class Tensor:
         return self.numpy().reshape(()).item()
 
     def tolist(self) -> Any:
+        """The values as nested Python lists of Python numbers (a number for a 0-d tensor)."""
         return self.numpy().tolist()
 
     def detach(self) -> Tensor:
@@ -161,8 +167,10 @@ class Tensor:
         t._versions = versions.shared(self)
         return t
 
-    def to(self, device: str | None = None, dtype: Any = None) -> Tensor:
-        """This tensor on ``device`` and/or of ``dtype`` (differentiable; returns ``self`` if nothing changes)."""
+    def to(self, device: Any = None, dtype: Any = None) -> Tensor:
+        """This tensor on ``device`` and/or of ``dtype``: ``to("cuda")``, ``to(tg.float64)``, ``to("cpu", dtype)``,
+        ``to(other)`` (other's device and dtype), as PyTorch. Differentiable; returns ``self`` if nothing changes."""
+        device, dtype = arguments.device_and_dtype(device, dtype)
         out = self
         if device is not None and get_backend(device) is not self.backend:
             out = ops.ToDevice.apply(out, get_backend(device))
@@ -177,15 +185,6 @@ class Tensor:
         if dtype.kind != "f":
             return Tensor._wrap(self.backend.xp.astype(self._data, self.backend.dtype(dtype)), self.backend)
         return ops.Cast.apply(self, dtype)
-
-    def half(self) -> Tensor:
-        return self.astype(np.float16)
-
-    def float(self) -> Tensor:
-        return self.astype(np.float32)
-
-    def double(self) -> Tensor:
-        return self.astype(np.float64)
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
@@ -220,20 +219,7 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
-        if grad is None:
-            if self.numel() != 1:
-                raise RuntimeError(
-                    f"backward(): grad can be created implicitly only for one-element outputs; this tensor has shape "
-                    f"{self.shape}. Pass grad= (an array or Tensor of that shape), or reduce it first (e.g. .sum())."
-                )
-            upstream = self.backend.xp.ones_like(self._data)
-        else:
-            if isinstance(grad, Tensor) and grad.backend is not self.backend:
-                raise RuntimeError(f"backward(): grad is on {grad.device} but the tensor is on {self.device}")
-            upstream = (self.backend.xp.asarray(grad._data, copy=True) if isinstance(grad, Tensor)
-                        else self.backend.asarray(grad, self.dtype))
-            if tuple(upstream.shape) != self.shape:
-                raise ValueError(f"backward(): grad has shape {tuple(upstream.shape)}, the tensor has shape {self.shape}")
+        upstream = arguments.upstream(grad, self)
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
             self.grad = Tensor._wrap(upstream if self.grad is None else self.grad._data + upstream, self.backend)
             return
@@ -241,6 +227,7 @@ class Tensor:
 
     # -- operators (the arithmetic ones are generated from _BINARY_OPS below) -------------------------------------
     def __neg__(self) -> Tensor:
+        """``-self``; ``neg()`` is the same."""
         if self.dtype == np.bool_:
             raise TypeError("Neg: negation of a bool tensor is not supported; use logical_not (~) or cast first")
         return ops.Neg.apply(self)
@@ -269,39 +256,26 @@ class Tensor:
     # -- in place: change the values, bump the version, record nothing on the tape -----------------------------------
     def _inplace(self, name: str, new: Any) -> Tensor:
         """Write ``new`` (an array) into this tensor's array and bump its version (the body of every ``op_``)."""
-        if self.requires_grad and engine.grad_enabled:
-            kind = "a leaf" if self._ctx is None else "an op's output"
-            raise RuntimeError(
-                f"{name}: this tensor ({kind}, shape {self.shape}) requires grad, and in-place changes are not "
-                "recorded on the tape. Wrap a parameter update in `with no_grad():`, or compute out of place "
-                f"(e.g. y = x + 1 instead of x.add_(1))."
-            )
-        if tuple(new.shape) != self.shape:
-            raise RuntimeError(f"{name}: the result has shape {tuple(new.shape)}, which does not fit in place into "
-                               f"this tensor of shape {self.shape}")
-        if self.dtype.kind != "f" and self.backend.numpy_dtype(new.dtype).kind == "f":
-            raise TypeError(f"{name}: a floating result can't be written in place into a tensor of dtype {self.dtype}")
+        arguments.inplace_result(name, new, self, engine.grad_enabled)
         self._data[...] = new if new.dtype == self._data.dtype else self.backend.xp.astype(new, self._data.dtype)
         versions.bump(self)
         return self
 
-    def _inplace_operand(self, name: str, other: Any) -> Any:
-        if isinstance(other, Tensor):
-            if other.backend is not self.backend:
-                raise device_mismatch(name, (self, other))
-            return other._data
+    def _inplace_operand(self, name: str, other: Any, alpha: float = 1) -> Any:
+        """The array (or Python number) of ``other``, times ``alpha``."""
+        if isinstance(other, Tensor) and other.backend is not self.backend:
+            raise device_mismatch(name, (self, other))
         other = _operand(other, self)
-        return other._data if isinstance(other, Tensor) else other
+        other = other._data if isinstance(other, Tensor) else other
+        return other * alpha if alpha != 1 else other
 
     def add_(self, other: Any, alpha: float = 1) -> Tensor:
         """In place: self ← self + alpha·other (``torch.Tensor.add_``); bumps the version."""
-        other = self._inplace_operand("add_", other)
-        return self._inplace("add_", self._data + (other * alpha if alpha != 1 else other))
+        return self._inplace("add_", self._data + self._inplace_operand("add_", other, alpha))
 
     def sub_(self, other: Any, alpha: float = 1) -> Tensor:
         """In place: self ← self − alpha·other; bumps the version."""
-        other = self._inplace_operand("sub_", other)
-        return self._inplace("sub_", self._data - (other * alpha if alpha != 1 else other))
+        return self._inplace("sub_", self._data - self._inplace_operand("sub_", other, alpha))
 
     def mul_(self, other: Any) -> Tensor:
         """In place: self ← self · other; bumps the version."""
@@ -313,7 +287,7 @@ class Tensor:
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - PyTorch's names
         """In place: clamp to [min, max] (Python numbers); bumps the version."""
-        _check_bounds("clamp_", min, max)
+        arguments.bounds("clamp_", min, max)
         return self._inplace("clamp_", self.backend.xp.clip(self._data, min, max))
 
     clip_ = clamp_
@@ -331,63 +305,64 @@ class Tensor:
     def copy_(self, src: Any) -> Tensor:
         """In place: copy ``src``'s values (broadcast to this shape, cast to this dtype); bumps the version."""
         src = self._inplace_operand("copy_", src)
-        if not hasattr(src, "shape"):
-            return self.fill_(src)
-        try:
-            src = self.backend.xp.broadcast_to(src, self._data.shape)
-        except ValueError as exc:
-            raise RuntimeError(f"copy_: source of shape {tuple(src.shape)} does not broadcast to this tensor's shape "
-                               f"{self.shape}") from exc
-        return self._inplace("copy_", src)
+        return self._inplace("copy_", arguments.broadcast_source("copy_", src, self)) if hasattr(src, "shape") \
+            else self.fill_(src)
 
     # -- math (the one-input functions are generated from _UNARY_OPS below) ---------------------------------------
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - PyTorch's names
         """Clamp to [min, max] (Python numbers; for tensor bounds use ``maximum``/``minimum``); the gradient passes
         where min <= x <= max."""
-        _check_bounds("clip", min, max, hint="; for tensor bounds use maximum()/minimum()")
+        arguments.bounds("clip", min, max, hint="; for tensor bounds use maximum()/minimum()")
         return ops.Clip.apply(self, min=min, max=max)
 
     clamp = clip
 
     def maximum(self, other: Any) -> Tensor:
+        """Elementwise maximum; at ties each input gets half the gradient."""
         return promoted(ops.Maximum, self, _operand(other, self))
 
     def minimum(self, other: Any) -> Tensor:
+        """Elementwise minimum; at ties each input gets half the gradient."""
         return promoted(ops.Minimum, self, _operand(other, self))
 
-    # -- reductions ----------------------------------------------------------------------------------------------
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.Sum.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims)
+    def where(self, condition: Any, other: Any) -> Tensor:
+        """``self`` where ``condition`` (a bool tensor) else ``other``: ``torch.where(condition, self, other)``."""
+        return composite.where(_operand(condition, self, scalars=False), self, _operand(other, self))
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.Mean.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims)
+    # -- reductions (and max, min, amax, amin, argmax, argmin, std, prod, norm, all, any: see _COMPOSITE) -------
+    def sum(self, dim: arguments.Dims = None, keepdim: bool | None = None, *, dtype: Any = None,
+            axis: arguments.Dims = None, keepdims: bool | None = None) -> Tensor:
+        """Σ over ``dim`` (an int, a tuple, or None: all), reduced dims kept with size 1 if ``keepdim`` (NumPy's
+        ``axis``/``keepdims`` are aliases). bool sums in int64 (PyTorch's), float16 in float32; ``dtype`` casts first."""
+        kwargs = arguments.reduction("sum", self.ndim, dim, keepdim, axis, keepdims)
+        x = self.astype(dtype) if dtype is not None else self.long() if self.dtype == np.bool_ else self
+        return ops.Sum.apply(x, **kwargs)
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Largest value; tied maxima share the gradient equally."""
-        return self._extremum(ops.Max, axis, keepdims)
+    def mean(self, dim: arguments.Dims = None, keepdim: bool | None = None, *, dtype: Any = None,
+             axis: arguments.Dims = None, keepdims: bool | None = None) -> Tensor:
+        """The mean over ``dim`` (an int, a tuple, or None), as ``sum``; floating-point tensors only, as PyTorch (cast
+        first, or pass ``dtype``). Differentiable: dL/dx = g / n broadcast back."""
+        kwargs = arguments.reduction("mean", self.ndim, dim, keepdim, axis, keepdims)
+        return ops.Mean.apply(composite.floating("Mean", self, dtype), **kwargs)
 
-    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Smallest value; tied minima share the gradient equally."""
-        return self._extremum(ops.Min, axis, keepdims)
+    def var(self, dim: arguments.Dims = None, keepdim: bool | None = None, *, correction: float | None = None,
+            unbiased: bool | None = None, axis: arguments.Dims = None, keepdims: bool | None = None) -> Tensor:
+        """Σ(x - mean)² / (n - correction) over ``dim``; PyTorch's default ``correction=1`` (``correction=0`` or the
+        older ``unbiased=False``: biased); NaN if n <= correction. Positionally ``var(dim, keepdim)``, not PyTorch's
+        older ``var(dim, unbiased)``."""
+        kwargs = arguments.reduction("var", self.ndim, dim, keepdim, axis, keepdims)
+        return ops.Var.apply(composite.floating("Var", self), correction=arguments.correction("var", correction,
+                                                                                               unbiased), **kwargs)
 
-    def _extremum(self, op: type[Function], axis: Any, keepdims: bool) -> Tensor:
-        if self.numel() == 0:
-            raise InputError(f"{op.__name__}: cannot reduce an empty tensor of shape {self.shape}")
-        return op.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims)
-
-    def var(self, axis: Any = None, keepdims: bool = False, correction: int = 1) -> Tensor:
-        """Variance with PyTorch's default ``correction=1`` (unbiased); ``correction=0`` is the biased variance."""
-        if self.dtype.kind != "f":
-            raise TypeError(f"Var: needs a floating-point tensor, got dtype {self.dtype}")
-        return ops.Var.apply(self, axis=arguments.axes(axis, self.ndim), keepdims=keepdims, correction=correction)
-
-    # -- shape ---------------------------------------------------------------------------------------------------
+    # -- shape (and t, expand_as, repeat, chunk, masked_fill: see _COMPOSITE) ------------------------------------
     def reshape(self, *shape: Any) -> Tensor:
+        """The same elements in another shape (one size may be -1); ``view`` is the same, for any layout."""
         return ops.Reshape.apply(self, shape=arguments.shape_arg(shape, self))
 
     view = reshape
 
     def permute(self, *dims: Any) -> Tensor:
+        """The dims reordered: ``permute(2, 0, 1)`` or ``permute((2, 0, 1))``."""
         return ops.Permute.apply(self, dims=arguments.permutation(arguments.varargs(dims), self.ndim))
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
@@ -399,25 +374,31 @@ class Tensor:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def expand(self, *shape: Any) -> Tensor:
+        """A broadcast view: size-1 dims (and new leading ones) grow, -1 keeps a size; the gradient sums back."""
         return ops.Expand.apply(self, shape=arguments.expand_shape(arguments.varargs(shape), self))
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """The dims from ``start_dim`` to ``end_dim`` (included) merged into one (a 0-d tensor becomes 1-d)."""
         return self.reshape(arguments.flattened(start_dim, end_dim, self.shape))
 
-    def unsqueeze(self, dim: int) -> Tensor:
-        return self.reshape(arguments.unsqueezed(dim, self.shape))
+    def unsqueeze(self, dim: int | None = None, *, axis: int | None = None) -> Tensor:
+        """A size-1 dim inserted at ``dim`` (counted in the result; ``axis`` is NumPy's spelling)."""
+        return self.reshape(arguments.unsqueezed(arguments.one_dim("unsqueeze", dim, axis), self.shape))
 
-    def squeeze(self, dim: int | None = None) -> Tensor:
-        return self.reshape(arguments.squeezed(dim, self.shape))
+    def squeeze(self, dim: arguments.Dims = None, *, axis: arguments.Dims = None) -> Tensor:
+        """Without the size-1 dims among ``dim`` (an int or a tuple; None: all of them); others are kept."""
+        return self.reshape(arguments.squeezed(arguments.spelling("squeeze", dim, axis)[0], self.shape))
 
     def pad(self, pad_width: Any) -> Tensor:
         """Zero-pad; ``pad_width`` is ``((before, after), ...)`` per axis, as ``numpy.pad``."""
         return ops.Pad.apply(self, pad_width=arguments.pad_width(pad_width, self.ndim))
 
-    def split(self, split_size_or_sections: int | list[int], axis: int = 0) -> tuple[Tensor, ...]:
-        """Split into views along ``axis``, chunks of ``split_size`` (an int) or of the given sizes (a list); each
-        piece's backward writes into its slice of the input's gradient."""
-        return tuple(self[index] for index in arguments.split_indices(split_size_or_sections, axis, self.shape))
+    def split(self, split_size_or_sections: int | list[int], dim: int | None = None, *,
+              axis: int | None = None) -> tuple[Tensor, ...]:
+        """Split into views along ``dim`` (default 0; ``axis`` is NumPy's spelling), pieces of ``split_size`` (an int;
+        the last may be smaller) or of the given sizes (a list); each piece's gradient goes into its slice."""
+        dim = arguments.one_dim("split", dim, axis, default=0)
+        return tuple(self[index] for index in arguments.split_indices(split_size_or_sections, dim, self.shape))
 
 
 # -- the operators, from tables ---------------------------------------------------------------------------------------
@@ -426,15 +407,27 @@ _BINARY_OPS = {"add": ops.Add, "sub": ops.Sub, "mul": ops.Mul, "truediv": ops.Di
 #: ``t.exp()`` is ``Exp.apply(t)``.
 _UNARY_OPS = {"exp": ops.Exp, "log": ops.Log, "sqrt": ops.Sqrt, "tanh": ops.Tanh, "sigmoid": ops.Sigmoid,
               "relu": ops.Relu, "abs": ops.Abs}
-#: ``a < b`` is a boolean tensor from ``xp.less``; comparisons are not differentiable and record nothing.
+#: ``a < b`` (and ``a.lt(b)``) is a boolean tensor from ``xp.less``; comparisons are not differentiable.
 _COMPARISONS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal", "eq": "equal",
                 "ne": "not_equal"}
+#: PyTorch's method names of the operators: ``a.add(b)`` is ``a + b``, ``a.div(b)`` is ``a / b`` ...
+_OPERATOR_METHODS = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__", "pow": "__pow__",
+                     "neg": "__neg__", **{name: f"__{name}__" for name in _COMPARISONS}}
+#: ``t.half()`` is ``t.astype(float16)``: differentiable between floating dtypes, no gradient to int or bool.
+_CASTS = {"half": np.float16, "float": np.float32, "double": np.float64, "long": np.int64, "int": np.int32,
+          "bool": np.bool_}
+#: ``t.amax(1)`` is ``composite.amax(t, 1)``: the methods composed of several ops, or of none (see composite.py).
+_COMPOSITE = (composite.max, composite.min, composite.amax, composite.amin, composite.argmax, composite.argmin,
+              composite.std, composite.prod, composite.norm, composite.all, composite.any, composite.masked_fill,
+              composite.clamp_min, composite.clamp_max, composite.t, composite.expand_as, composite.repeat,
+              composite.chunk, composite.clone, composite.contiguous)
 
 
 def _binary(op: type[Function], reflected: bool) -> Any:
     def operator_method(self: Tensor, other: Any) -> Tensor:
         other = _operand(other, self)
         return promoted(op, other, self) if reflected else promoted(op, self, other)
+    operator_method.__doc__ = (op.__doc__ or "").split("\n")[0] + " (broadcasting, after dtype promotion)"
     return operator_method
 
 
@@ -446,7 +439,17 @@ def _unary(op: type[Function]) -> Any:
 
 
 def _comparison(name: str) -> Any:
-    return lambda self, other: self._compare(other, name)
+    def comparison(self: Tensor, other: Any) -> Tensor:
+        return self._compare(other, name)
+    comparison.__doc__ = f"Elementwise ``{name}``, broadcasting: a bool tensor, not differentiable."
+    return comparison
+
+
+def _cast(dtype: Any) -> Any:
+    def cast(self: Tensor) -> Tensor:
+        return self.astype(dtype)
+    cast.__doc__ = f"``astype({np.dtype(dtype).name})``: differentiable to a floating dtype, no gradient otherwise."
+    return cast
 
 
 for _name, _op in _BINARY_OPS.items():
@@ -456,6 +459,12 @@ for _name, _op in _UNARY_OPS.items():
     setattr(Tensor, _name, _unary(_op))
 for _name, _xp_name in _COMPARISONS.items():
     setattr(Tensor, f"__{_name}__", _comparison(_xp_name))
+for _name, _operator in _OPERATOR_METHODS.items():
+    setattr(Tensor, _name, getattr(Tensor, _operator))
+for _name, _dtype in _CASTS.items():
+    setattr(Tensor, _name, _cast(_dtype))
+for _function in _COMPOSITE:
+    setattr(Tensor, _function.__name__, _function)
 engine.Tensor = Tensor  # the tape wraps op outputs and gradients as Tensors (see autograd/engine.py)
 
 
@@ -471,21 +480,8 @@ def promoted(op: type[Function], *operands: Any, **kwargs: Any) -> Tensor:
 
 def _matmul(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b``, its shapes checked here (NumPy's matmul semantics; see ``ops/matmul.py``)."""
-    if a.ndim == 0 or b.ndim == 0:
-        raise InputError("MatMul: both operands must be tensors with at least one dimension; use * for scalars")
-    if (a.shape[-1] != (b.shape[0] if b.ndim == 1 else b.shape[-2])
-            or batch_shape(a.shape[:-2], b.shape[:-2]) is None):
-        raise InputError(f"MatMul: shapes {a.shape} and {b.shape} are not aligned: "
-                         f"(..., M, K) @ (..., K, N) needs equal K and broadcastable batch axes")
+    arguments.matmul_shapes(a.shape, b.shape)
     return promoted(ops.MatMul, a, b)
-
-
-def _check_bounds(name: str, low: Any, high: Any, hint: str = "") -> None:
-    for which, bound in (("min", low), ("max", high)):
-        if bound is not None and not isinstance(bound, (int, float)):
-            raise TypeError(f"{name}: {which} must be a Python number or None, got {type(bound).__name__}{hint}")
-    if low is not None and high is not None and low > high:
-        raise InputError(f"{name}: min ({low}) is greater than max ({high})")
 
 
 def _operand(value: Any, like: Tensor, scalars: bool = True) -> Any:

@@ -3,6 +3,7 @@ neural networks via concatenated rectified linear units"): keep both the positiv
 
 from __future__ import annotations
 
+from tinygrad_edu import arguments
 from tinygrad_edu.autograd import Function
 from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
 from tinygrad_edu.tensor import Tensor
@@ -36,9 +37,10 @@ class CRelu(Function):
         return xp.where(x > 0, g1, 0.0) - xp.where(x < 0, g2, 0.0)
 
 
-def crelu(input: Tensor, dim: int = 1) -> Tensor:  # noqa: A002 - the name of PyTorch's first argument
-    """``concat(relu(x), relu(-x))`` along ``dim`` (default 1, the channel axis), which doubles that axis. PyTorch has
-    no crelu; the name and the default follow Shang et al. and TensorFlow's ``tf.nn.crelu`` (whose default axis is -1,
-    the channel axis of NHWC)."""
+def crelu(input: Tensor, dim: int | None = None, *, axis: int | None = None) -> Tensor:  # noqa: A002 - PyTorch's name
+    """``concat(relu(x), relu(-x))`` along ``dim`` (default 1, the channel axis; ``axis`` is NumPy's spelling, not
+    both), which doubles that axis. PyTorch has no crelu; the name and the default follow Shang et al. and
+    TensorFlow's ``tf.nn.crelu`` (whose default axis is -1, the channel axis of NHWC)."""
+    dim, _ = arguments.spelling("crelu", dim, axis)
     check_float("crelu", "input", input)
-    return CRelu.apply(input, dim=check_dim("crelu", dim, input.shape))
+    return CRelu.apply(input, dim=check_dim("crelu", 1 if dim is None else dim, input.shape))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinygrad_edu import arguments
 from tinygrad_edu.autograd import Function
 from tinygrad_edu.nn.functional.softmax import softmax_along
 from tinygrad_edu.tensor import Tensor
@@ -42,8 +43,10 @@ class LogSoftmaxFunction(Function):
         return g - p * xp.sum(g, axis=ctx.axis, keepdims=True)
 
 
-def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
-    """``x - log Σ exp(x)`` along ``dim`` (``torch.nn.functional.log_softmax``). ``dim=None`` follows PyTorch's
-    deprecated implicit choice (axis 0 for 0-, 1- and 3-d inputs, else axis 1) and warns: always pass ``dim``.
-    ``dtype`` casts the input first (e.g. float16 logits to a float32 result)."""
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None, *,  # noqa: A002
+                axis: int | None = None) -> Tensor:
+    """``x - log Σ exp(x)`` along ``dim`` (``torch.nn.functional.log_softmax``; ``axis`` is NumPy's spelling, not
+    both). ``dim=None`` follows PyTorch's deprecated implicit choice (axis 0 for 0-, 1- and 3-d inputs, else axis 1)
+    and warns: always pass ``dim``. ``dtype`` casts the input first (e.g. float16 logits to a float32 result)."""
+    dim, _ = arguments.spelling("log_softmax", dim, axis)
     return softmax_along("log_softmax", LogSoftmaxFunction, input, dim, _stacklevel, dtype)

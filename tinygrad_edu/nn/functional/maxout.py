@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numbers
 
+from tinygrad_edu import arguments
 from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
 from tinygrad_edu.tensor import Tensor
@@ -50,10 +51,13 @@ class MaxoutFunction(Function):
         return xp.reshape(routed, ctx.x_shape)
 
 
-def maxout(input: Tensor, pieces: int, dim: int = 1) -> Tensor:  # noqa: A002 - the name PyTorch gives inputs
-    """The max over groups of ``pieces`` consecutive entries of axis ``dim`` (group k: entries [k·pieces,
-    (k+1)·pieces)); that axis shrinks from K·pieces to K. The gradient goes to the first maximal piece of each group.
+def maxout(input: Tensor, pieces: int, dim: int | None = None, *, axis: int | None = None) -> Tensor:  # noqa: A002
+    """The max over groups of ``pieces`` consecutive entries of axis ``dim`` (default 1; ``axis`` is NumPy's
+    spelling, not both) (group k: entries [k·pieces, (k+1)·pieces)); that axis shrinks from K·pieces to K. The
+    gradient goes to the first maximal piece of each group.
     """
+    dim, _ = arguments.spelling("maxout", dim, axis)
+    dim = 1 if dim is None else dim
     if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral):
         raise TypeError(f"maxout: pieces must be an int, got {type(pieces).__name__}")
     if pieces < 1:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu import arguments
 from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
 from tinygrad_edu.tensor import Tensor
@@ -98,8 +99,10 @@ def _dtype_arg(op: str, input: Tensor, dtype: Any) -> Tensor:  # noqa: A002
     return input.astype(target)
 
 
-def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
-    """``exp(x) / Σ exp(x)`` along ``dim`` (``torch.nn.functional.softmax``). ``dim=None`` follows PyTorch's
-    deprecated implicit choice (axis 0 for 0-, 1- and 3-d inputs, else axis 1) and warns: always pass ``dim``.
-    ``dtype`` casts the input first (e.g. float16 logits to a float32 result)."""
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None, *,  # noqa: A002
+            axis: int | None = None) -> Tensor:
+    """``exp(x) / Σ exp(x)`` along ``dim`` (``torch.nn.functional.softmax``; ``axis`` is NumPy's spelling, not both).
+    ``dim=None`` follows PyTorch's deprecated implicit choice (axis 0 for 0-, 1- and 3-d inputs, else axis 1) and
+    warns: always pass ``dim``. ``dtype`` casts the input first (e.g. float16 logits to a float32 result)."""
+    dim, _ = arguments.spelling("softmax", dim, axis)
     return softmax_along("softmax", SoftmaxFunction, input, dim, _stacklevel, dtype)
