@@ -211,3 +211,16 @@ def test_report_repr_is_a_readable_summary_per_input():
     assert lines[3].startswith("  w (shape (5,)") and len(lines) == 4
     with pytest.raises(ValueError, match="2 names for 1 inputs"):
         tg.check_gradients(lambda a: a * 2, [x], names=["x", "w"])
+
+
+def test_module_check_leaves_the_module_as_it_found_it():
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2)).double()
+    before = {name: b.numpy().copy() for name, b in model.named_buffers()}
+    weights = {name: p.numpy().copy() for name, p in model.named_parameters()}
+    assert tg.gradcheck_module(model, Tensor(np.random.default_rng(3).standard_normal((6, 3))))
+    for name, b in model.named_buffers():  # running statistics and the batch count: as before the check
+        np.testing.assert_array_equal(b.numpy(), before[name], err_msg=name)
+    for name, p in model.named_parameters():
+        np.testing.assert_array_equal(p.numpy(), weights[name], err_msg=name)
+        assert p.grad is None

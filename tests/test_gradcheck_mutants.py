@@ -25,6 +25,8 @@ columns have a spread well above batchnorm's eps, so central differences are mea
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -624,3 +626,53 @@ def test_inverted_dropout_keeps_the_expectation(device):
     kept = samples != 0
     assert abs(kept.mean() - (1 - Dropout.P)) < 0.01
     np.testing.assert_allclose(samples.mean(axis=0), x.numpy(), atol=0.1)  # 4000 samples: standard error < 0.04
+
+
+# -- non-finite values: NaN never passes --------------------------------------------------------------------------
+class LeakyReLUNaNBackward(LeakyReLU):
+    """Mutant: backward multiplies by NaN (every comparison with NaN is False: a naive tolerance test passes it)."""
+
+    @staticmethod
+    def backward(ctx, g):
+        return LeakyReLU.backward(ctx, g) * float("nan")
+
+
+class LeakyReLUInfBackward(LeakyReLU):
+    """Mutant: backward returns an infinite gradient for one element."""
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = LeakyReLU.backward(ctx, g)
+        return ctx.xp.where(ctx.xp.arange(grad.shape[-1], device=grad.device) == 1, float("inf"), grad)
+
+
+class WrongLog(Function):
+    """y = log(x), with a wrong backward (3/x instead of 1/x); at x < 0 its output is NaN."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 3 / x
+
+
+@pytest.mark.parametrize("mutant,where", [(LeakyReLUNaNBackward, r"index \(0, 0\): analytic nan"),
+                                          (LeakyReLUInfBackward, r"index \(0, 1\): analytic inf")])
+def test_nan_or_inf_in_a_backward_is_caught_and_located(device, mutant, where):
+    x = np.array([[0.5, -1.5, 2.0], [-0.7, 1.1, -2.2]])
+    with pytest.raises(tg.GradcheckError, match=r"a gradient is NaN or infinite") as error:
+        tg.gradcheck(mutant.apply, leaves(device, x))
+    assert re.search(where, str(error.value)) and "NON-FINITE: the analytic gradient (backward)" in str(error.value)
+
+
+def test_a_nan_output_is_caught_and_located_whatever_the_backward(device):
+    x = np.array([-1.0, 2.0, 3.0])  # log(-1) is NaN: the numeric derivatives are all NaN
+    with np.errstate(invalid="ignore"), pytest.raises(tg.GradcheckError) as error:
+        tg.gradcheck(WrongLog.apply, leaves(device, x))
+    assert "the function's output is not finite (output 0 at index (0,) is nan)" in str(error.value)
+    report = tg.check_gradients(WrongLog.apply, leaves(device, np.array([1.0, 2.0, 3.0])))
+    assert not report.passed and report.nonfinite_output is None  # in its domain, the wrong backward is caught

@@ -52,6 +52,16 @@ class Mismatch:
     left: float  # one-sided derivatives: (L(x) - L(x - ε)) / ε and (L(x + ε) - L(x)) / ε
     right: float
     kink: bool  # the one-sided derivatives disagree: the step straddles a non-differentiable point
+    nonfinite: bool = False  # the analytic value or the numeric estimate is NaN or infinite: never a pass
+
+    def what(self) -> str:
+        """What is wrong with this element, in words."""
+        if not self.nonfinite:
+            return ""
+        if not np.isfinite(self.analytic):
+            return f"  NON-FINITE: the analytic gradient (backward) is {self.analytic}"
+        return (f"  NON-FINITE: the numeric derivative is {self.numeric}: the output is not finite after a step of "
+                "eps from this input")
 
     @property
     def abs_error(self) -> float:
@@ -93,6 +103,9 @@ class GradcheckReport:
     directional: bool
     eps: float = 1e-6
     seed: int = 0
+    #: where the function's output is NaN or infinite at the inputs given ("output 0 at index (1,) is nan"), else
+    #: None: there no finite difference can check a gradient, and the report fails
+    nonfinite_output: str | None = None
 
     @property
     def mismatches(self) -> list[tuple[InputReport, Mismatch]]:
@@ -100,8 +113,8 @@ class GradcheckReport:
 
     @property
     def wrong(self) -> list[tuple[InputReport, Mismatch]]:
-        """Mismatches that are not explained by a kink."""
-        return [(r, m) for r, m in self.mismatches if not m.kink]
+        """Mismatches that are not explained by a kink (a NaN or infinite value never is)."""
+        return [(r, m) for r, m in self.mismatches if not m.kink or m.nonfinite]
 
     @property
     def max_abs_error(self) -> float:
@@ -113,7 +126,7 @@ class GradcheckReport:
 
     @property
     def passed(self) -> bool:
-        return not self.mismatches
+        return not self.mismatches and self.nonfinite_output is None
 
     def what(self) -> str:
         """What the numbers are: products with a random upstream gradient, not raw derivatives."""
@@ -127,15 +140,19 @@ class GradcheckReport:
         lines = [f"GradcheckReport: {'passed' if self.passed else 'FAILED'}, {len(self.inputs)} input(s) checked; "
                  f"max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}", self.what()]
         lines += ["  " + r.summary() for r in self.inputs]
-        if self.mismatches:
+        if self.mismatches or self.nonfinite_output:
             lines.append(self.describe())
         return "\n".join(lines)
 
     __repr__ = __str__
 
     def describe(self, limit: int = 5) -> str:
-        """A readable account of the worst mismatches, per input."""
+        """A readable account of the worst mismatches, per input (non-finite values first)."""
         lines = []
+        if self.nonfinite_output is not None:
+            lines.append(f"NON-FINITE OUTPUT: {self.nonfinite_output} at the inputs given, so every finite difference "
+                         "there is NaN or infinite and no gradient can be checked: choose inputs in the function's "
+                         "domain")
         for r in self.inputs:
             if not r.mismatches:
                 continue
@@ -144,12 +161,14 @@ class GradcheckReport:
                 f"{r.name} (shape {r.shape}, dtype {r.dtype}, device {r.device}): "
                 f"{len(r.mismatches)} mismatch(es), {sum(m.kink for m in r.mismatches)} at kinks; worst:"
             )
-            for m in sorted(r.mismatches, key=lambda m: -m.abs_error)[:limit]:
+            worst_first = sorted(r.mismatches, key=lambda m: (not m.nonfinite, -np.nan_to_num(m.abs_error, nan=np.inf)))
+            for m in worst_first[:limit]:
                 rel = m.abs_error / (max(abs(m.analytic), abs(m.numeric), self.atol) or 1.0)
-                kink = f"  KINK: one-sided derivatives {m.left:.6g} (left), {m.right:.6g} (right)" if m.kink else ""
+                kink = (f"  KINK: one-sided derivatives {m.left:.6g} (left), {m.right:.6g} (right)"
+                        if m.kink and not m.nonfinite else "")
                 lines.append(
                     f"  {where} {m.index}: analytic {m.analytic:.8g}, numeric {m.numeric:.8g}, "
-                    f"abs err {m.abs_error:.3g}, rel err {rel:.3g}{kink}"
+                    f"abs err {m.abs_error:.3g}, rel err {rel:.3g}{kink}{m.what()}"
                 )
         return "\n".join(lines)
 
@@ -200,15 +219,25 @@ def check_gradients(
     # numeric: finite differences of L(x) = Σ <u, f(x)>, the inputs in float64
     wide = [Tensor(x, dtype=np.float64) if i in checked else x for i, x in enumerate(inputs)]
 
-    def loss() -> float:
+    def outputs() -> list[np.ndarray]:
         manual_seed(seed)
         with no_grad():
-            outs = _as_tuple(fn(*wide))
-        return sum(float(np.sum(o.numpy().astype(np.float64) * u)) for o, u in zip(outs, upstream))
+            return [o.numpy().astype(np.float64) for o in _as_tuple(fn(*wide))]
 
-    center = loss()
+    def loss() -> float:
+        return sum(float(np.sum(o * u)) for o, u in zip(outputs(), upstream))
+
     reports = [InputReport(i, inputs[i].shape, str(inputs[i].dtype), inputs[i].device,
                            name=names[i] if names is not None else "") for i in checked]
+    at_center = outputs()
+    nonfinite = _first_nonfinite(at_center)
+    if nonfinite is not None:  # every difference would be NaN: nothing can be checked, and the check fails
+        for report in reports:
+            bad = ~np.isfinite(analytic[report.position])
+            report.mismatches += [Mismatch(tuple(int(k) for k in i), float(analytic[report.position][tuple(i)]),
+                                           np.nan, np.nan, np.nan, False, True) for i in np.argwhere(bad)]
+        return GradcheckReport(reports, atol, rtol, directions is not None, eps, seed, nonfinite)
+    center = sum(float(np.sum(o * u)) for o, u in zip(at_center, upstream))
     if directions is None:
         for report in reports:
             _check_elements(report, wide[report.position], analytic[report.position], loss, center, eps, atol, rtol)
@@ -243,6 +272,12 @@ def gradcheck(
     if report.passed:
         return True
     tolerances = f"tolerances atol={atol:g}, rtol={rtol:g}, eps={eps:g}"
+    if report.nonfinite_output is not None:
+        raise GradcheckError(f"gradcheck: the function's output is not finite ({report.nonfinite_output}): no gradient "
+                             f"can be checked there ({tolerances}).\n{report.what()}\n" + report.describe())
+    if any(m.nonfinite for _, m in report.mismatches):
+        raise GradcheckError(f"gradcheck: a gradient is NaN or infinite ({tolerances}).\n{report.what()}\n"
+                             + report.describe())
     if report.wrong:
         raise GradcheckError(f"gradcheck: the analytic gradient is wrong ({tolerances}).\n{report.what()}\n"
                              + report.describe())
@@ -261,6 +296,9 @@ def gradcheck_module(module: Any, *inputs: Tensor, **options: Any) -> bool:
     The parameters are passed to ``gradcheck`` as inputs of a function that runs the module with them in place, so
     each one is perturbed element by element like an input; a failure names them as ``named_parameters()`` does
     (``0.weight``), and the module's inputs as "input 0", "input 1", ... ``options`` go to ``gradcheck``.
+
+    The check runs the module many times; the module is left as it was found: its buffers (batchnorm's running
+    statistics, ``num_batches_tracked``) get their values back, and its parameters are never touched.
     """
     owners = [(owner, name) for _, owner in module.named_modules() for name in owner._parameters]
     names = [f"input {i}" for i in range(len(inputs))] + [
@@ -279,10 +317,25 @@ def gradcheck_module(module: Any, *inputs: Tensor, **options: Any) -> bool:
                 object.__setattr__(owner, name, p)
 
     params = [Tensor(p).requires_grad_(True) for p in originals]
-    return gradcheck(run, [*xs, *params], names=names, **options)
+    buffers = [(b, b.backend.xp.asarray(b.data, copy=True)) for _, b in module.named_buffers() if b is not None]
+    try:
+        return gradcheck(run, [*xs, *params], names=names, **options)
+    finally:  # the forward passes of the check updated them (training mode): put back what they held
+        for buffer, values in buffers:
+            buffer.data = values
 
 
 # ----------------------------------------------------------------------------------------------------------------
+def _first_nonfinite(outputs: list[np.ndarray]) -> str | None:
+    """"output 0 at index (1,) is nan" for the first NaN or infinite element of the outputs, else None."""
+    for k, out in enumerate(outputs):
+        bad = np.argwhere(~np.isfinite(out))
+        if len(bad):
+            index = tuple(int(i) for i in bad[0])
+            return f"output {k} at index {index} is {out[index]}" + (f" ({len(bad)} elements)" if len(bad) > 1 else "")
+    return None
+
+
 def _as_tuple(out: Any) -> tuple[Tensor, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
@@ -306,6 +359,10 @@ def _subgradient(m: Mismatch, atol: float, rtol: float) -> bool:
 
 def _record(report: InputReport, index: tuple, analytic: float, central: float, left: float, right: float,
             center: float, eps: float, atol: float, rtol: float) -> None:
+    if not (np.isfinite(analytic) and np.isfinite(central)):  # NaN fails every comparison: record it as a failure
+        report.max_abs_error = report.max_rel_error = np.inf
+        report.mismatches.append(Mismatch(index, analytic, central, left, right, False, True))
+        return
     error = abs(analytic - central)
     report.max_abs_error = max(report.max_abs_error, error)
     scale = max(abs(analytic), abs(central), atol)
