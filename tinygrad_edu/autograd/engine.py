@@ -6,7 +6,8 @@ respect to the op's output and returns the gradients with respect to its inputs,
 when a tensor's turn comes, every contribution to its gradient has been added (micrograd sorts the graph
 topologically for the same reason; a heap of creation numbers gives that order without a separate pass). Leaves,
 tensors made by the user with ``requires_grad=True``, collect their gradient in ``.grad``. Then the arrays the ops
-saved are freed, unless ``retain_graph=True``.
+saved are freed, unless ``retain_graph=True``. Both happen only once every op's backward has run: a backward that
+raises (``InplaceModificationError``, a bug in an op) leaves every ``.grad`` and the graph as they were.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def backward(root: Any, upstream: Any, retain_graph: bool = False) -> None:
 def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
     grads = {id(root): upstream}  # dL/d tensor for the tensors reached but not processed yet
     todo = [(-root._ctx.sequence, root)]  # a heap: the newest op comes out first
+    leaf_grads: dict[int, list] = {}  # id(leaf) -> [leaf, its new .grad]: set only once the whole walk succeeded
+    walked = []  # the ops whose backward ran: their saved arrays are freed once the whole walk succeeded
     last_change = versions.last_change
     while todo:
         node = heapq.heappop(todo)[1]
@@ -98,15 +101,24 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
             data = parent._data
             if grad.__class__ is not data.__class__ or grad.shape != data.shape or grad.dtype != data.dtype:
                 grad = _fit(ctx, parent, grad)
-            if parent._ctx is None:  # a leaf: add into .grad (out of place: grad may be shared)
-                so_far = parent.grad
-                parent.grad = Tensor._wrap(grad if so_far is None else so_far._data + grad, parent.backend)
+            if parent._ctx is None:  # a leaf: add to its .grad (out of place: grad may be shared), staged
+                staged = leaf_grads.get(id(parent))
+                if staged is None:
+                    so_far = parent.grad
+                    leaf_grads[id(parent)] = [parent, grad if so_far is None else so_far._data + grad]
+                else:
+                    staged[1] = staged[1] + grad
             elif id(parent) in grads:  # a second path to this tensor: the chain rule adds them
                 grads[id(parent)] = grads[id(parent)] + grad
             else:
                 grads[id(parent)] = grad
                 heapq.heappush(todo, (-parent._ctx.sequence, parent))
-        if not retain_graph:  # free what forward saved, and the links to the inputs (their arrays too)
+        walked.append(ctx)
+    # every backward ran without an error: now change state (a failed walk leaves .grad and the graph as they were)
+    for leaf, grad in leaf_grads.values():
+        leaf.grad = Tensor._wrap(grad, leaf.backend)
+    if not retain_graph:  # free what forward saved, and the links to the inputs (their arrays too)
+        for ctx in walked:
             ctx._saved = ctx.parents = None
 
 

@@ -51,6 +51,7 @@ class Adam(Optimizer):
         self._check_number(group, "weight_decay", low=0.0)
 
     def step(self) -> None:  # works on the arrays (.data), so nothing is recorded on the tape
+        self._check_grads()  # all of them first: a bad one must not leave the others half updated
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]

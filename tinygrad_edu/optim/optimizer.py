@@ -120,6 +120,23 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def _check_grads(self) -> None:
+        """Before a step changes anything: every gradient present must fit its parameter (a Tensor of the same
+        shape, dtype and device), else a TypeError/ValueError naming the optimizer, the parameter and both shapes
+        (dtypes, devices), and nothing is updated."""
+        name = type(self).__name__
+        for k, p in enumerate(p for group in self.param_groups for p in group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            where = f"{name}.step: the gradient of parameter {k} (shape {p.shape}, {p.dtype}, on {p.device})"
+            if not isinstance(g, Tensor):
+                raise TypeError(f"{where} is a {type(g).__name__}, not a Tensor; nothing was updated")
+            if g.backend is not p.backend:
+                raise ValueError(f"{where} is on {g.device}; nothing was updated")
+            if g.shape != p.shape or g.dtype != p.dtype:
+                raise ValueError(f"{where} has shape {g.shape} and dtype {g.dtype}; nothing was updated")
+
     # -- saving and restoring -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Host copies of the per-parameter state and the groups' hyper-parameters (parameters as indices)."""

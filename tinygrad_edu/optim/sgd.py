@@ -60,6 +60,7 @@ class SGD(Optimizer):
                              f"{group['momentum']}, dampening={group['dampening']}")
 
     def step(self) -> None:  # works on the arrays (.data), so nothing is recorded on the tape
+        self._check_grads()  # all of them first: a bad one must not leave the others half updated
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             weight_decay, nesterov = group["weight_decay"], group["nesterov"]
