@@ -354,7 +354,7 @@ def test_npz_without_manifest_or_with_a_wrong_version(tmp_path):
         np.savez(path, __manifest__=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
         return path
 
-    with pytest.raises(CheckpointError, match="has format version 99; this tinygrad_edu reads versions 1 to 1"):
+    with pytest.raises(CheckpointError, match="has format version 99; this tinygrad_edu reads versions 1 to 2"):
         tg.load(craft({"format": "tinygrad_edu.checkpoint", "version": 99, "root": {"t": "none"}}))
     with pytest.raises(CheckpointError, match="has a manifest of format 'other'"):
         tg.load(craft({"format": "other", "version": 1, "root": {"t": "none"}}))
@@ -386,6 +386,10 @@ def test_no_pickle_object_arrays_refused_on_save_and_never_run_on_load(tmp_path)
                 "root": {"t": "array", "key": "a0", "dtype": "|O", "shape": [1]}}
     evil = np.empty(1, dtype=object)
     evil[0] = Exploit()
+    np.savez(path, a0=evil, __manifest__=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
+    with pytest.raises(CheckpointError, match=r"evil.npz' is not a valid checkpoint: array 'a0' has dtype object"):
+        tg.load(path)  # refused from the manifest, before the array is read
+    manifest["root"]["dtype"] = "<f8"  # a manifest that lies about the dtype: refused when the array is read
     np.savez(path, a0=evil, __manifest__=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
     with pytest.raises(CheckpointError, match=r"evil.npz' holds an object array \('a0'\), which would need pickle"):
         tg.load(path)
@@ -591,3 +595,93 @@ def test_device_tensors_and_arrays_are_saved_from_host_copies(tmp_path):
     back = tg.load(tmp_path / "d.ckpt")
     assert type(back["array"]) is np.ndarray and back["tensor"].device == "cpu"
     assert back["array"].tobytes() == back["tensor"].numpy().tobytes() == on_device.numpy().tobytes()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# crafted files: every refusal is a CheckpointError, and nothing is read that the manifest does not announce
+# ----------------------------------------------------------------------------------------------------------------
+def _crafted(path, root, version=2, compressed=False, **arrays):
+    manifest = {"format": "tinygrad_edu.checkpoint", "version": version, "root": root}
+    (np.savez_compressed if compressed else np.savez)(
+        path, **arrays, __manifest__=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("depth", [150, 1500, 100_000])
+def test_a_manifest_nested_too_deep_is_a_checkpoint_error(tmp_path, depth):
+    root = '{"t": "list", "items": [' * depth + '{"t": "none"}' + "]}" * depth
+    manifest = '{"format": "tinygrad_edu.checkpoint", "version": 2, "root": ' + root + "}"
+    path = tmp_path / "deep.npz"
+    np.savez(path, __manifest__=np.frombuffer(manifest.encode(), np.uint8))
+    with pytest.raises(CheckpointError, match=r"deep\.npz' (has a corrupted manifest \(nested too deep|is not a "
+                                              r"valid checkpoint: its manifest nests more than 100 deep)"):
+        tg.load(path)
+
+
+def test_scalars_of_the_wrong_json_type_are_refused(tmp_path):
+    for node in ({"t": "bool", "v": "false"}, {"t": "str", "v": 3}, {"t": "int", "v": "1"}):
+        with pytest.raises(CheckpointError, match=r"node holds"):
+            tg.load(_crafted(tmp_path / "scalar.npz", node))
+
+
+def test_arrays_the_manifest_does_not_announce_are_never_unpacked(tmp_path):
+    import tracemalloc
+
+    zeros = np.zeros(25_000_000, np.uint8)  # 25 MB of zeros: a few KB compressed
+    bomb = _crafted(tmp_path / "bomb.npz", {"t": "none"}, compressed=True, a0=zeros)
+    assert bomb.stat().st_size < 1_000_000
+    lies = _crafted(tmp_path / "lies.npz", {"t": "array", "key": "a0", "dtype": "|u1", "shape": [4], "sha256": ""},
+                    compressed=True, a0=zeros)  # the manifest announces 4 bytes: the 25 MB member is refused unread
+    del zeros
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"bomb\.npz' is not a valid checkpoint: it holds 1 array\(s\) its "
+                                                  r"manifest does not name \(a0\)"):
+            tg.load(bomb)
+        with pytest.raises(CheckpointError, match=r"lies\.npz' is corrupted: its entry 'a0' unpacks to 25000128 bytes, "
+                                                  r"more than the 4 bytes"):
+            tg.load(lies)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # neither member was unpacked
+
+
+def test_string_and_structured_arrays_are_refused(tmp_path):
+    for array in (np.array(["a", "b"]), np.zeros(2, dtype=[("x", "f4"), ("y", "i4")])):
+        with pytest.raises(TypeError, match=r"save: obj\['x'\] is an array with dtype"):
+            tg.save({"x": array}, tmp_path / "s.ckpt")
+        node = {"t": "array", "key": "a0", "dtype": array.dtype.str, "shape": list(array.shape), "sha256": ""}
+        with pytest.raises(CheckpointError, match=r"a checkpoint holds numbers only"):
+            tg.load(_crafted(tmp_path / "s.npz", node, a0=array))
+
+
+def test_two_swapped_arrays_of_one_shape_are_detected(tmp_path):
+    path = tmp_path / "run.ckpt"
+    tg.save({"w": np.arange(6.0).reshape(2, 3), "v": -np.arange(6.0).reshape(2, 3)}, path)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["a0"], arrays["a1"] = arrays["a1"], arrays["a0"]
+    with open(path, "wb") as f:  # (a path would get ".npz" appended)
+        np.savez(f, **arrays)
+    with pytest.raises(CheckpointError, match=r"array 'a0' does not hold the bytes the manifest's SHA-256 names"):
+        tg.load(path)
+
+
+def test_saving_a_cycle_or_an_absurd_depth_is_a_clear_error(tmp_path):
+    cycle = {"a": [1, 2]}
+    cycle["a"].append(cycle)
+    with pytest.raises(ValueError, match=r"save: obj\['a'\]\[2\] contains itself \(a cycle\)"):
+        tg.save(cycle, tmp_path / "c.ckpt")
+    deep: list = []
+    for _ in range(3000):
+        deep = [deep]
+    with pytest.raises(ValueError, match=r"is nested more than 100 deep"):
+        tg.save(deep, tmp_path / "d.ckpt")
+    assert os.listdir(tmp_path) == []
+
+
+def test_version_1_checkpoints_without_digests_still_load(tmp_path):
+    path = _crafted(tmp_path / "v1.npz", {"t": "array", "key": "a0", "dtype": "<f8", "shape": [3]}, version=1,
+                    a0=np.arange(3.0))
+    np.testing.assert_array_equal(tg.load(path), np.arange(3.0))

@@ -11,15 +11,20 @@ NumPy scalars, and Python ``int``/``float``/``bool``/``str``/``None``. That cove
     checkpoint = tg.load("run.ckpt")
     model.load_state_dict(checkpoint["model"])
 
-**Format** (version 1). One ``.npz`` archive (``numpy.savez``, uncompressed; written to exactly ``path``, no
+**Format** (version 2). One ``.npz`` archive (``numpy.savez``, uncompressed; written to exactly ``path``, no
 extension is added) holding every array under a flat key ``a0``, ``a1``, ... and one entry ``__manifest__``: a
 UTF-8 JSON document stored as a uint8 array, ``{"format": "tinygrad_edu.checkpoint", "version": 1, "root":
 NODE}``, where a NODE is ``{"t": "dict", "ordered": bool, "items": [[KEY_NODE, NODE], ...]}``, ``{"t": "list" |
 "tuple", "items": [...]}``, ``{"t": "array" | "scalar" | "tensor" | "parameter", "key": "a0", "dtype": "float16",
-"shape": [...]}`` (a tensor also records ``requires_grad``), ``{"t": "int", "v": 3}`` (any size),
+"shape": [...], "sha256": "..."}`` (the SHA-256 of the array's bytes in C order, checked on load: two arrays
+swapped or edited are caught; version 1 had none; a tensor also records ``requires_grad``), ``{"t": "int", "v":
+3}`` (any size),
 ``{"t": "float", "v": "0x1.8p+1"}`` (``float.hex``: exact, also for inf and NaN), ``{"t": "bool"}``,
 ``{"t": "str"}`` or ``{"t": "none"}``. Arrays are read back with ``numpy.load(allow_pickle=False)``: loading a
-checkpoint runs no code. Object arrays cannot be saved.
+checkpoint runs no code. Arrays hold numbers only (bool, integer, floating, complex): object, string and
+structured arrays are refused both ways. Containers nest at most ``MAX_DEPTH`` (100) deep; a cycle is refused.
+``load`` reads the manifest first and then only the arrays it names, each refused before it is unpacked if it
+would unpack to more than the manifest announces: a crafted file cannot make it allocate more than that.
 
 **Round trip**: arrays come back bit for bit (every dtype, NaN payloads and -0.0 included) as NumPy arrays;
 tensors come back as tensors (``Parameter`` as ``Parameter``) on ``map_location`` (default ``"cpu"``: PyTorch
@@ -39,13 +44,17 @@ missing (also a ``FileNotFoundError``), a directory (also an ``IsADirectoryError
 end is missing), corrupted (a CRC or header check fails), a zip archive that is not an ``.npz``, an ``.npz`` without
 a manifest (another program's arrays; the plain ``.npz`` of a model's state_dict that ``tinygrad-edu train --save``
 wrote before it used this format is recognized, and the message says how to convert it), an object array (which
-would need pickle), a corrupted manifest, or an unknown format version.
+would need pickle), a corrupted manifest (nested too deep, values of the wrong JSON type, a non-numeric dtype), an
+array whose bytes do not match its SHA-256, arrays the manifest does not name, or an unknown format version.
+``save`` raises ``ValueError`` for a structure that contains itself or nests deeper than ``MAX_DEPTH``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import numbers
 import os
 import re
@@ -62,11 +71,15 @@ from tinygrad_edu.backend import backend_of
 __all__ = ["CheckpointError", "FORMAT", "VERSION", "load", "load_arrays", "save"]
 
 FORMAT = "tinygrad_edu.checkpoint"
-#: The version this code writes; ``load`` reads versions up to this one.
-VERSION = 1
+#: The version this code writes (2: every array node carries the SHA-256 of its bytes); ``load`` reads 1 and 2.
+VERSION = 2
 MANIFEST_KEY = "__manifest__"
-#: Array dtype kinds that ``numpy.load(allow_pickle=False)`` reads back exactly: bool, ints, floats, complex, strings.
-_ARRAY_KINDS = "biufcSU"
+#: Array dtype kinds a checkpoint holds: bool, ints, floats, complex (numbers; strings go in JSON ``str`` nodes).
+_ARRAY_KINDS = "biufc"
+#: How deep dicts, lists and tuples may nest in a checkpoint (a state_dict nests 2 or 3 deep).
+MAX_DEPTH = 100
+#: The .npy header a member may add to its array's bytes (numpy writes 128 bytes or, rarely, a few KiB).
+_NPY_HEADER_BYTES = 65536 + 16
 
 
 class CheckpointError(RuntimeError):
@@ -92,6 +105,7 @@ class _Encoder:
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
+        self.path: list[int] = []  # id() of the containers between the root and the node being encoded
 
     def _array_node(self, kind: str, host: np.ndarray, where: str) -> dict[str, Any]:
         if host.dtype.kind not in _ARRAY_KINDS:
@@ -99,10 +113,23 @@ class _Encoder:
                             f"pickle, which checkpoints never use); convert it to a numeric array")
         key = f"a{len(self.arrays)}"
         # a copy, so the saved values are those of this moment even if the caller changes the array during the write
-        self.arrays[key] = np.array(host, copy=True)
-        return {"t": kind, "key": key, "dtype": host.dtype.str, "shape": list(host.shape)}
+        self.arrays[key] = array = np.array(host, copy=True, order="C")
+        return {"t": kind, "key": key, "dtype": host.dtype.str, "shape": list(host.shape), "sha256": _digest(array)}
 
     def encode(self, obj: Any, where: str) -> dict[str, Any]:
+        if isinstance(obj, (dict, list, tuple)):  # containers: refuse cycles and absurd depth (no RecursionError)
+            if id(obj) in self.path:
+                raise ValueError(f"save: {where} contains itself (a cycle): a checkpoint holds a tree of values")
+            if len(self.path) >= MAX_DEPTH:
+                raise ValueError(f"save: {where} is nested more than {MAX_DEPTH} deep")
+            self.path.append(id(obj))
+            try:
+                return self._encode(obj, where)
+            finally:
+                self.path.pop()
+        return self._encode(obj, where)
+
+    def _encode(self, obj: Any, where: str) -> dict[str, Any]:
         from tinygrad_edu.nn.modules.module import Module, Parameter
         from tinygrad_edu.tensor import Tensor
 
@@ -219,21 +246,26 @@ def _fsync_directory(directory: str) -> None:
 
 # -- loading -----------------------------------------------------------------------------------------------------------
 class _Decoder:
-    def __init__(self, path: str, arrays: dict[str, np.ndarray], map_location: str) -> None:
-        self.path, self.arrays, self.map_location = path, arrays, map_location
+    def __init__(self, path: str, read_array: Any, map_location: str, version: int) -> None:
+        self.path, self.read_array, self.map_location, self.version = path, read_array, map_location, version
+        self.used: set[str] = set()
 
     def fail(self, what: str) -> CheckpointError:
         return CheckpointError(f"load: {self.path!r} is not a valid checkpoint: {what}")
 
-    def decode(self, node: Any) -> Any:
+    def decode(self, node: Any, depth: int = 0) -> Any:
         if not isinstance(node, dict) or not isinstance(node.get("t"), str):
             raise self.fail(f"bad manifest node {node!r:.80}")
+        if depth > MAX_DEPTH:
+            raise self.fail(f"its manifest nests more than {MAX_DEPTH} deep")
         kind = node["t"]
         try:
             if kind == "none":
                 return None
             if kind == "bool":
-                return bool(node["v"])
+                if not isinstance(node["v"], bool):
+                    raise self.fail(f"bool node holds {node['v']!r:.40}")
+                return node["v"]
             if kind == "int":
                 if not isinstance(node["v"], int):
                     raise self.fail(f"int node holds {node['v']!r:.40}")
@@ -241,12 +273,14 @@ class _Decoder:
             if kind == "float":
                 return float.fromhex(node["v"])
             if kind == "str":
-                return str(node["v"])
+                if not isinstance(node["v"], str):
+                    raise self.fail(f"str node holds {node['v']!r:.40}")
+                return node["v"]
             if kind in ("list", "tuple"):
-                items = [self.decode(item) for item in node["items"]]
+                items = [self.decode(item, depth + 1) for item in node["items"]]
                 return tuple(items) if kind == "tuple" else items
             if kind == "dict":
-                pairs = [(self.decode(k), self.decode(v)) for k, v in node["items"]]
+                pairs = [(self.decode(k, depth + 1), self.decode(v, depth + 1)) for k, v in node["items"]]
                 return OrderedDict(pairs) if node.get("ordered") else dict(pairs)
             if kind in ("array", "scalar", "tensor", "parameter"):
                 return self.decode_array(node)
@@ -257,14 +291,22 @@ class _Decoder:
         raise self.fail(f"unknown node type {kind!r}")
 
     def decode_array(self, node: dict[str, Any]) -> Any:
-        key = node["key"]
-        if key not in self.arrays:
-            raise self.fail(f"the manifest names an array {key!r} that the archive lacks")
-        array = self.arrays[key]
-        if array.dtype.str != node["dtype"] or list(array.shape) != list(node["shape"]):
+        key, kind = node["key"], node["t"]
+        if not isinstance(key, str) or key in self.used:
+            raise self.fail(f"the manifest names the array {key!r:.40} twice (or not by a name)")
+        self.used.add(key)
+        dtype, shape = np.dtype(node["dtype"]), tuple(node["shape"])
+        if dtype.kind not in _ARRAY_KINDS or (kind in ("tensor", "parameter") and dtype.kind not in "biuf"):
+            raise self.fail(f"array {key!r} has dtype {dtype}: a checkpoint holds numbers only")
+        if not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise self.fail(f"array {key!r} has shape {list(shape)}")
+        array = self.read_array(key, dtype.itemsize * math.prod(shape))  # no larger than the manifest says
+        if array.dtype.str != node["dtype"] or array.shape != shape:
             raise self.fail(f"array {key!r} is {array.dtype.str} {list(array.shape)}, the manifest says "
                             f"{node['dtype']} {node['shape']}")
-        kind = node["t"]
+        if self.version >= 2 and _digest(array) != node["sha256"]:
+            raise self.fail(f"array {key!r} does not hold the bytes the manifest's SHA-256 names (arrays swapped, "
+                            f"or the file was edited)")
         if kind == "array":
             return array
         if kind == "scalar":
@@ -302,16 +344,9 @@ def _read_file(path: str) -> bytes:
         raise CheckpointError(f"load: cannot read {path!r}: {error.strerror or error}") from None
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` archive at ``path`` by name, read with ``numpy.load(allow_pickle=False)`` (no code
-    runs), whether or not it is a checkpoint (``load`` reads checkpoints; this reads any ``.npz``, such as the
-    plain one that ``tinygrad-edu train --save`` wrote before it used checkpoints).
-
-    Raises ``CheckpointError`` naming the file and the reason: missing (also ``FileNotFoundError``), a directory
-    (also ``IsADirectoryError``), unreadable (also ``PermissionError``), empty, not a zip archive, truncated,
-    corrupted, a zip archive that is not an ``.npz``, or an object array (which would need pickle).
-    """
-    path = os.fspath(path)
+def _open_archive(path: str) -> tuple[zipfile.ZipFile, list[str]]:
+    """The zip archive at ``path`` and the names of its .npy members (without ``.npy``), checked to be an ``.npz``
+    without reading any array: a ``CheckpointError`` naming the reason otherwise."""
     data = _read_file(path)
     if not data:
         raise CheckpointError(f"load: {path!r} is empty (0 bytes), not a checkpoint")
@@ -322,7 +357,8 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise CheckpointError(f"load: {path!r} is not a checkpoint: it is not a zip archive (a checkpoint is an .npz "
                               f"archive, whose first bytes are {_ZIP_MAGIC!r}; this file's are {data[:8]!r})")
     try:
-        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = archive.namelist()
     except zipfile.BadZipFile as error:
         if "not a zip file" in str(error):  # no end-of-archive record: the file stops before its end
             raise CheckpointError(f"load: {path!r} is truncated: it begins as a zip archive (an .npz) but its end "
@@ -338,23 +374,47 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise CheckpointError(f"load: {path!r} is a zip archive but not an .npz, so not a tinygrad_edu checkpoint "
                               f"(it holds {listed}; a checkpoint holds .npy arrays and a {MANIFEST_KEY!r} entry)")
-    arrays = {}
+    return archive, [name[: -len(".npy")] for name in names]
+
+
+def _read_member(path: str, archive: zipfile.ZipFile, name: str, max_bytes: int | None = None) -> np.ndarray:
+    """The array stored as ``name.npy``, read with ``allow_pickle=False``; with ``max_bytes``, refused before any
+    decompression when the member would unpack to more than that many bytes of data (a crafted file cannot make
+    ``load`` allocate more than the manifest announces)."""
+    info = archive.getinfo(f"{name}.npy")
+    if max_bytes is not None and info.file_size > max_bytes + _NPY_HEADER_BYTES:
+        raise CheckpointError(f"load: {path!r} is corrupted: its entry {name!r} unpacks to {info.file_size} bytes, "
+                              f"more than the {max_bytes} bytes of the array its manifest describes")
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            for name in archive.files:
-                try:
-                    arrays[name] = archive[name]
-                except ValueError as error:
-                    if "allow_pickle" in str(error) or "Object arrays" in str(error):
-                        raise CheckpointError(f"load: {path!r} holds an object array ({name!r}), which would need "
-                                              f"pickle (refused: loading must run no code)") from None
-                    raise CheckpointError(f"load: {path!r} is corrupted: its entry {name!r} is not a valid .npy "
-                                          f"array (ValueError: {error})") from None
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+            raise CheckpointError(f"load: {path!r} holds an object array ({name!r}), which would need pickle "
+                                  f"(refused: loading must run no code)") from None
+        raise CheckpointError(f"load: {path!r} is corrupted: its entry {name!r} is not a valid .npy array "
+                              f"(ValueError: {error})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, RuntimeError) as error:
         raise CheckpointError(f"load: {path!r} is corrupted ({type(error).__name__}: {error})") from None
-    return arrays
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive at ``path`` by name, read with ``numpy.load(allow_pickle=False)`` (no code
+    runs), whether or not it is a checkpoint (``load`` reads checkpoints; this reads any ``.npz``, such as the
+    plain one that ``tinygrad-edu train --save`` wrote before it used checkpoints).
+
+    Raises ``CheckpointError`` naming the file and the reason: missing (also ``FileNotFoundError``), a directory
+    (also ``IsADirectoryError``), unreadable (also ``PermissionError``), empty, not a zip archive, truncated,
+    corrupted, a zip archive that is not an ``.npz``, or an object array (which would need pickle).
+    """
+    path = os.fspath(path)
+    archive, names = _open_archive(path)
+    return {name: _read_member(path, archive, name) for name in names}
+
+
+def _digest(array: np.ndarray) -> str:
+    """The SHA-256 of an array's bytes in C order (a checkpoint's manifest records it for every array)."""
+    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).reshape(-1)).hexdigest()
 
 
 def _looks_like_a_state_dict(names: list[str]) -> bool:
@@ -374,24 +434,27 @@ def load(path: str | os.PathLike, map_location: str | None = None) -> Any:
     how to convert it), a corrupted manifest, or a newer format version.
     """
     path = os.fspath(path)
-    arrays = load_arrays(path)
-    if MANIFEST_KEY not in arrays:
+    archive, names = _open_archive(path)
+    if MANIFEST_KEY not in names:
         message = (f"load: {path!r} has no {MANIFEST_KEY!r} entry: it is an .npz archive, but not a tinygrad_edu "
                    f"checkpoint (numpy.load reads it)")
-        names = sorted(arrays)
+        names = sorted(names)
         if _looks_like_a_state_dict(names):
             listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-            message += (f"; its {len(names)} arrays are named like a model's state_dict ({listed}): the plain .npz that `tinygrad-edu train --save` wrote before it saved checkpoints. "
+            message += (f"; its {len(names)} arrays are named like a model's state_dict ({listed}): the plain .npz "
+                        f"that `tinygrad-edu train --save` wrote before it saved checkpoints. "
                         f"Convert it with tinygrad_edu.train.convert_legacy_checkpoint({path!r}, NEW_PATH, "
                         f"TrainConfig(...the options of the run that wrote it...)), or train again with --save")
         raise CheckpointError(message)
-    raw = arrays.pop(MANIFEST_KEY)
+    raw = _read_member(path, archive, MANIFEST_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError(f"manifest is {raw.dtype} {raw.shape}, expected uint8 bytes")
         manifest = json.loads(raw.tobytes().decode("utf-8"))
         if not isinstance(manifest, dict):
             raise ValueError("manifest is not a JSON object")
+    except RecursionError:
+        raise CheckpointError(f"load: {path!r} has a corrupted manifest (nested too deep to read)") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(f"load: {path!r} has a corrupted manifest ({error})") from None
     if manifest.get("format") != FORMAT:
@@ -406,4 +469,19 @@ def load(path: str | os.PathLike, map_location: str | None = None) -> Any:
     from tinygrad_edu.backend import canonical_device
 
     device = canonical_device(map_location) if map_location is not None else "cpu"
-    return _Decoder(path, arrays, device).decode(manifest["root"])
+    available = set(names) - {MANIFEST_KEY}
+
+    def read_array(key: str, nbytes: int) -> np.ndarray:
+        if key not in available:
+            raise CheckpointError(f"load: {path!r} is not a valid checkpoint: the manifest names an array {key!r} "
+                                  f"that the archive lacks")
+        return _read_member(path, archive, key, nbytes)
+
+    decoder = _Decoder(path, read_array, device, version)
+    result = decoder.decode(manifest["root"])
+    unnamed = sorted(available - decoder.used)
+    if unnamed:  # never read: a checkpoint written by save has none
+        listed = ", ".join(unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
+        raise CheckpointError(f"load: {path!r} is not a valid checkpoint: it holds {len(unnamed)} array(s) its "
+                              f"manifest does not name ({listed})")
+    return result
