@@ -47,6 +47,7 @@ from tinygrad_edu.gradcheck import check_gradients
 from tinygrad_edu.tensor import Tensor
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
 PROG = "tinygrad-edu"
 
 
@@ -86,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return COMMANDS[args.command].run(args)
+    try:
+        return COMMANDS[args.command].run(args)
+    except KeyboardInterrupt:  # Ctrl-C: a word, not a traceback (nothing half-written: saves are atomic)
+        print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _usage_error(command: str, message: str) -> int:
@@ -174,7 +179,7 @@ def _configure_gradcheck(parser: argparse.ArgumentParser) -> None:
                         help=f"cpu, cuda, cuda:N or strict (default: ${ENV_VAR}, else cpu)")
     parser.add_argument("--dtype", **_one_of("float64", "float32", "float16"), default="float64",
                         help="dtype of the inputs and the backward pass (default: float64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first trial (default: 0)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the first trial (default: 0)")
     parser.add_argument("--trials", type=_positive_int, default=3,
                         help="random draws of inputs per function, seeds SEED, SEED+1, ... (default: 3)")
 
@@ -310,7 +315,7 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
                         help=f"initial learning rate of SGD (momentum {d.momentum}; default: {d.lr})")
     parser.add_argument("--schedule", **_one_of(*t.SCHEDULES), default=d.schedule,
                         help="learning rate: cosine annealing to 0 over the epochs, or constant (default: cosine)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seeds the data, the weights and the batches "
+    parser.add_argument("--seed", type=_non_negative_int, default=d.seed, help="seeds the data, the weights and the batches "
                         "(default: 0)")
     parser.add_argument("--plot", metavar="FILE.png", default=None,
                         help="save loss and accuracy curves (train and test, per epoch); needs matplotlib")
@@ -385,11 +390,11 @@ def _run_train(args: argparse.Namespace) -> int:
         except ImportError:
             return _usage_error("train", "--plot needs matplotlib, which is not installed: "
                                 "pip install 'tinygrad_edu[plot]'")
-    for option, path in (("--plot", args.plot), ("--save", args.save)):
+    for option, path, check in (("--plot", args.plot, t.check_plot_path), ("--save", args.save, t.check_writable)):
         if path is not None:
             try:
-                t.check_writable(path)
-            except OSError as exc:
+                check(path)
+            except (OSError, ValueError) as exc:
                 return _usage_error("train", f"{option}: {exc}")
     if not args.no_progress:
         try:
@@ -413,7 +418,11 @@ def _run_train(args: argparse.Namespace) -> int:
             _one_blas_thread_per_process(main_process)
 
     start = time.perf_counter()
-    history = t.train(config, progress=not args.no_progress)
+    try:
+        history = t.train(config, progress=not args.no_progress)
+    except t.TrainingDiverged as exc:
+        print(f"{PROG} train: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.save is not None:
         if config.distributed:
             t.save_checkpoint_from_rank0(args.save, history["checkpoint"])

@@ -147,6 +147,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig: lr must be a positive number, got {self.lr!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig: seed must be a non-negative integer, got {self.seed!r}")
+        if self.norm == "batch" and self.batch_size == 1 and not self.distributed:
+            raise ValueError("TrainConfig: batch_size=1 with norm='batch': batch normalization needs more than one "
+                             "sample per batch in training (a batch of one has no variance); use a larger batch or "
+                             "norm='layer'")
         if self.sync_bn and not self.distributed:
             raise ValueError("TrainConfig: sync_bn=True needs distributed=True (it shares batchnorm's statistics "
                              "between the processes of a data-parallel run)")
@@ -201,10 +207,32 @@ def build_model(in_features: int, num_classes: int, depth: int = 16, width: int 
     return nn.Sequential(*layers)
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite (the learning rate too large, most often): ``train`` stops there."""
+
+
+def check_plot_path(path: str | os.PathLike) -> None:
+    """Raise ValueError if ``path`` does not name an image format matplotlib can write (by its extension), OSError
+    if it cannot be written: called before training so that a bad ``--plot`` fails at once."""
+    check_writable(path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    if extension not in formats:
+        raise ValueError(f"cannot plot to {os.fspath(path)!r}: its extension {extension!r} is not an image format "
+                         f"matplotlib writes (use one of: {', '.join(formats)})")
+
+
 def check_writable(path: str | os.PathLike) -> None:
-    """Raise OSError if a file cannot be written at ``path`` (its folder missing or read-only, or it is a folder):
-    called before training so that a bad ``--save`` fails at once, not after the work."""
+    """Raise OSError if a file cannot be written at ``path`` (empty, its folder missing or read-only, or it is a
+    folder): called before training so that a bad ``--save`` fails at once, not after the work."""
     path = os.fspath(path)
+    if not path.strip():
+        raise OSError("the file name is empty")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise OSError(f"cannot write {path!r}: it is a directory")
@@ -582,6 +610,11 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
                 bar.set_postfix({"loss": f"{history['train_loss'][-1]:.4f}",
                                  "train_acc": f"{history['train_accuracy'][-1]:.3f}",
                                  "test_acc": f"{history['test_accuracy'][-1]:.3f}"}, refresh=True)
+            if not math.isfinite(history["train_loss"][-1]):  # the weights went NaN/inf: the rest would be noise
+                raise TrainingDiverged(
+                    f"the training loss is {history['train_loss'][-1]} after epoch {epoch + 1}: the weights are no "
+                    f"longer finite (the learning rate {config.lr:g} is too large for this network, most often); "
+                    f"lower it (--lr)")
     finally:
         if bar is not None:
             bar.close()
@@ -639,6 +672,6 @@ def plot_history(history: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 __all__ = ["ACTIVATIONS", "CHECKPOINT_KIND", "CHECKPOINT_VERSION", "DATASETS", "DATASET_SHAPES", "DEVICES",
-           "LoadedCheckpoint", "NORMS", "PRECISIONS", "TrainConfig", "build_model", "check_writable",
+           "LoadedCheckpoint", "NORMS", "PRECISIONS", "TrainConfig", "TrainingDiverged", "build_model", "check_plot_path", "check_writable",
            "convert_legacy_checkpoint", "evaluate", "join_process_group", "load_checkpoint", "load_data",
            "plot_history", "save_checkpoint", "save_checkpoint_from_rank0", "select_backend", "train"]
