@@ -54,6 +54,41 @@ def _gradcheck_wrong():
     tg.gradcheck(lambda x: Wrong.apply(x), (tg.Tensor(np.array([0.5, 1.5]), requires_grad=True),))
 
 
+class _NaNBackward(tg.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
+
+
+def _swapped(tmp):
+    path = os.path.join(tmp, "swapped.ckpt")
+    tg.save({"w": np.ones(3), "v": np.zeros(3)}, path)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["a0"], arrays["a1"] = arrays["a1"], arrays["a0"]
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    tg.load(path)
+
+
+def _cycle(tmp):
+    cycle = {"a": [1]}
+    cycle["a"].append(cycle)
+    tg.save(cycle, os.path.join(tmp, "c.ckpt"))
+
+
+def _bad_grad():
+    layer = nn.Linear(2, 2)
+    optimizer = optim.SGD(layer.parameters(), lr=0.1)
+    layer.weight.grad = f32(2, 2)
+    object.__setattr__(layer.bias, "grad", f32(3))  # (assigning .grad the usual way refuses a wrong shape already)
+    optimizer.step()
+
+
 def _backward_twice():
     x = tg.Tensor(np.ones(3), requires_grad=True)
     y = (x * x).sum()
@@ -236,6 +271,9 @@ EXAMPLES = {
     "backward-grad-shape": lambda _: (tg.Tensor(np.ones(2), requires_grad=True) * 2).backward(np.ones(3)),
     "gradcheck-failure": lambda _: _gradcheck_wrong(),
     "gradcheck-kink": lambda _: tg.gradcheck(lambda x: x.relu(), (tg.Tensor(np.array([0.0, 1.5]), requires_grad=True),)),
+    "gradcheck-nonfinite": lambda _: tg.gradcheck(_NaNBackward.apply, (tg.Tensor(np.ones(2), requires_grad=True),)),
+    "gradcheck-output-nonfinite": lambda _: tg.gradcheck(lambda x: x.log(), (tg.Tensor(np.array([-1.0, 2.0]),
+                                                                                       requires_grad=True),)),
     "scaler-unscale-twice": lambda _: _unscale_twice(),
     "scaler-step-twice": lambda _: _step_twice(),
     "scaler-update-first": lambda _: GradScaler().update(),
@@ -253,13 +291,16 @@ EXAMPLES = {
     "checkpoint-pickle": _pickled,
     "checkpoint-foreign": _foreign,
     "checkpoint-shape": _checkpoint_shape,
+    "checkpoint-digest": _swapped,
     "save-unsupported": lambda tmp: tg.save({"w": object()}, os.path.join(tmp, "b.npz")),
     "save-module": lambda tmp: tg.save(nn.Linear(2, 2), os.path.join(tmp, "b.npz")),
     "save-directory": lambda tmp: tg.save({"w": 1}, str(tmp)),
+    "save-cycle": _cycle,
     "state-dict-keys": lambda _: nn.Linear(2, 2).load_state_dict({"weight": np.ones((2, 2), np.float32)}),
     "state-dict-shape": lambda _: nn.Linear(2, 2).load_state_dict(
         {"weight": np.ones((3, 2), np.float32), "bias": np.ones(2, np.float32)}),
     "optimizer-state-shape": lambda _: _optimizer_state_shape(),
+    "optimizer-grad": lambda _: _bad_grad(),
     "dist-uninitialized": lambda _: dist.DistributedDataParallel(nn.Linear(2, 2)),
     "dist-init-twice": lambda _: _in_group(dist.init_process_group),
     "dist-backend": lambda _: dist.init_process_group("gloo"),
