@@ -49,7 +49,7 @@ from tinygrad_edu.creation import (
     zeros,
     zeros_like,
 )
-from tinygrad_edu.dtypes import bool_, float16, float32, float64, int32, int64
+from tinygrad_edu.dtypes import bfloat16, bool_, float16, float32, float64, int32, int64
 from tinygrad_edu.functions import cat, concatenate, maximum, minimum, split, stack, where
 from tinygrad_edu.gradcheck import (
     GradcheckError,
@@ -67,7 +67,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AnomalyError", "CheckpointError", "DeviceUnavailableError", "Function", "GradcheckError", "GradcheckReport",
     "InplaceModificationError", "InputError", "NonDifferentiablePointError", "Tensor", "amax", "amin", "amp",
-    "arange", "argmax", "argmin", "autograd", "bool_", "cat", "check_gradients", "chunk", "concatenate",
+    "arange", "argmax", "argmin", "autograd", "bfloat16", "bool_", "cat", "check_gradients", "chunk", "concatenate",
     "cuda_is_available", "datasets", "detect_anomaly", "distributed", "float16", "float32", "float64", "full",
     "full_like", "get_backend", "get_default_device", "get_rng_state", "gradcheck", "gradcheck_module", "int32",
     "int64", "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from tinygrad_edu.autograd.function import InputError
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.ops.matmul import batch_shape
 
 if TYPE_CHECKING:
@@ -314,7 +315,7 @@ def inplace_result(method: str, new: Any, tensor: Tensor, grad_enabled: bool) ->
     if tuple(new.shape) != tensor.shape:
         raise RuntimeError(f"{method}: the result has shape {tuple(new.shape)}, which does not fit in place into "
                            f"this tensor of shape {tensor.shape}")
-    if tensor.dtype.kind != "f" and tensor.backend.numpy_dtype(new.dtype).kind == "f":
+    if not is_floating(tensor.dtype) and is_floating(tensor.backend.numpy_dtype(new.dtype)):
         raise TypeError(f"{method}: a floating result can't be written in place into a tensor of dtype {tensor.dtype}")
 
 

@@ -104,7 +104,7 @@ def _extremum(name: str, x: Tensor, axis: Any, keepdims: Any, dim: Any, keepdim:
     if x.ndim == 0:  # its one element, at index 0, as PyTorch
         return (MaxResult if name == "max" else MinResult)(x.reshape(()), indices.reshape(()))
     xp = x.backend.xp
-    if x.dtype.kind == "f":  # values = Σ_j x_j [j = index]: the gradient reaches the chosen index only
+    if dtypes.is_floating(x.dtype):  # values = Σ_j x_j [j = index]: the gradient reaches the chosen index only
         positions = xp.reshape(xp.arange(x.shape[d], device=x.data.device), (-1,) + (1,) * (x.ndim - d - 1))
         chosen = x._wrap(positions == indices.data, x.backend)
         values = ops.Sum.apply(ops.Where.apply(chosen, x, 0.0), axis=(d,), keepdims=keep)
@@ -157,7 +157,7 @@ def _arg(name: str, x: Tensor, dim: Any, keepdim: Any, axis: Any, keepdims: Any)
 def floating(op: str, x: Tensor, dtype: Any = None) -> Tensor:
     """``x`` (cast to ``dtype`` first when given), which must be floating-point: a TypeError names ``op``."""
     x = x if dtype is None else x.astype(dtype)
-    if x.dtype.kind != "f":
+    if not dtypes.is_floating(x.dtype):
         raise TypeError(f"{op}: needs a floating-point tensor, got dtype {x.dtype}; cast it first (e.g. .float())")
     return x
 
@@ -197,7 +197,7 @@ def prod(input: Tensor, dim: arguments.Dims = None, keepdim: bool | None = None,
 def norm(input: Tensor, p: float | str = "fro", dim: arguments.Dims = None, keepdim: bool | None = None, *,
          dtype: Any = None, axis: arguments.Dims = None, keepdims: bool | None = None) -> Tensor:
     """The vector norm over ``dim`` (an int, a tuple, or None: every element), PyTorch's ``Tensor.norm``:
-    ``p="fro"`` or 2 (√Σx², computed in float32 for float16), 1 (Σ|x|), ``inf`` (max |x|), ``-inf`` (min |x|).
+    ``p="fro"`` or 2 (√Σx², computed in float32 for float16 and bfloat16), 1 (Σ|x|), ``inf`` (max |x|), ``-inf`` (min |x|).
     Floating-point tensors only (``dtype`` casts first); other ``p`` are a ValueError.
 
     Differentiable with PyTorch's gradients: for p = 2, x / ‖x‖, and 0 for the zero vector (not 0/0); for p = 1,
@@ -206,7 +206,7 @@ def norm(input: Tensor, p: float | str = "fro", dim: arguments.Dims = None, keep
     kwargs = arguments.reduction("norm", input.ndim, dim, keepdim, axis, keepdims)
     x = floating("norm", input, dtype)
     if p in ("fro", 2):
-        wide = x.astype(np.float32) if x.dtype == np.float16 else x
+        wide = x.astype(dtypes.accumulate_dtype(x.dtype))
         squares = ops.Sum.apply(wide * wide, **kwargs)
         zero = squares == 0  # √ at 0 has an infinite slope: take it at 1 there, and output 0 (gradient 0)
         root = ops.Where.apply(zero, 1.0, squares).sqrt()

@@ -1,12 +1,20 @@
 """Dtypes: the names (``tg.float32`` is ``numpy.dtype('float32')``), the default dtypes of new tensors
-(``host_array``) and the promotion rule of every binary op.
+(``host_array``), the low-precision storage dtypes and the promotion rule of every binary op.
+
+``tg.bfloat16`` is ``numpy.dtype(ml_dtypes.bfloat16)``: the bfloat16 of ``ml_dtypes`` (the library JAX uses), 1 sign
+bit, float32's 8 exponent bits and 7 mantissa bits. NumPy files it under kind ``'V'``, not ``'f'``: test a dtype with
+``is_floating``, never with ``dtype.kind == "f"``. float16 and bfloat16 are the **low-precision** dtypes
+(``is_low_precision``): tensors store them, but sums, dot products, normalizations, softmax and losses compute in
+float32 (``accumulate_dtype``) and round once at the end.
 
 Promotion follows PyTorch's rule; ``result_type`` decides it, and ``promote`` converts the operands of ``+ - * / **``,
 ``maximum``, ``minimum``, ``where``, ``@`` and ``linear`` on every device:
 
 * categories: bool < integer < floating. Tensors of one category combine to the wider dtype (float16 with float32
   gives float32, int8 with int32 gives int32, uint8 with int8 gives int16); a tensor of a higher category wins
-  outright (int64 with float16 gives float16, bool with int32 gives int32).
+  outright (int64 with float16 gives float16, bool with int32 gives int32). bfloat16 as in PyTorch: with float16
+  it gives float32 (neither holds the other), with float32 float32, with float64 float64, with integers and bool
+  bfloat16.
 * Python numbers, and 0-d tensors against n-d tensors, only promote across categories: ``float16_tensor * 2.5`` stays
   float16 and ``float16_tensor * zero_dim_float64`` too, but ``int_tensor * 2.5`` is float32 (PyTorch's default
   float dtype) and ``bool_tensor + 1`` is int64.
@@ -25,20 +33,45 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from tinygrad_edu.autograd.function import InputError, device_mismatch
 
 float16 = np.dtype("float16")
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
 int32 = np.dtype("int32")
 int64 = np.dtype("int64")
 bool_ = np.dtype("bool")
 
+#: The storage dtypes computed in float32 (``is_low_precision``).
+LOW_PRECISION = (float16, bfloat16)
+
 _CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
 _DEFAULT_FLOAT = float32  # PyTorch's default dtype, for an integer tensor with a Python float
 _DEFAULT_INT = int64
+
+
+def is_floating(dtype: Any) -> bool:
+    """True for a floating-point dtype (a NumPy dtype or name): float16, bfloat16, float32, float64. (bfloat16's NumPy
+    kind is ``'V'``: ``dtype.kind == "f"`` misses it.)"""
+    dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    return dtype.kind == "f" or dtype == bfloat16
+
+
+def is_low_precision(dtype: Any) -> bool:
+    """True for a low-precision storage dtype, float16 or bfloat16: its sums, products and normalizations are computed
+    in float32 (``accumulate_dtype``) and rounded once. Takes an array's dtype as it comes: a NumPy dtype (NumPy and
+    CuPy arrays), or another namespace's dtype object (array_api_strict), which is never low precision."""
+    return isinstance(dtype, np.dtype) and dtype in LOW_PRECISION
+
+
+def accumulate_dtype(dtype: Any) -> Any:
+    """The dtype that values of ``dtype`` are summed, multiplied and normalized in: float32 (NumPy's) for the
+    low-precision dtypes, else ``dtype`` itself."""
+    return float32 if is_low_precision(dtype) else dtype
 
 
 def host_array(data: Any, dtype: Any) -> np.ndarray:
@@ -49,7 +82,7 @@ def host_array(data: Any, dtype: Any) -> np.ndarray:
     array = np.array(data, copy=True, order="K")
     if not isinstance(data, (np.ndarray, np.generic)) and array.dtype == np.float64:
         array = array.astype(np.float32)
-    if array.dtype == object or array.dtype.kind in "USV":
+    if array.dtype == object or (array.dtype.kind in "USV" and array.dtype != bfloat16):
         raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} with dtype {array.dtype}")
     return array
 
@@ -61,7 +94,7 @@ def _is_number(value: Any) -> bool:
 
 def _category(dtype: np.dtype) -> int:
     try:
-        return _CATEGORY[dtype.kind]
+        return _CATEGORY["f" if dtype == bfloat16 else dtype.kind]
     except KeyError:
         raise TypeError(f"dtype {dtype} is not supported by tinygrad_edu's ops (bool, integer or floating)") from None
 
@@ -114,9 +147,9 @@ def same_floating(a: Any, b: Any) -> bool:
     """Nothing to convert: two tensors of one floating dtype, or a floating tensor and a Python int or float."""
     if not _is_number(a):
         if not _is_number(b):
-            return a.backend is b.backend and a._data.dtype == b._data.dtype and a.dtype.kind == "f"
-        return b.__class__ in (int, float) and a.dtype.kind == "f"
-    return not _is_number(b) and a.__class__ in (int, float) and b.dtype.kind == "f"
+            return a.backend is b.backend and a._data.dtype == b._data.dtype and is_floating(a.dtype)
+        return b.__class__ in (int, float) and is_floating(a.dtype)
+    return not _is_number(b) and a.__class__ in (int, float) and is_floating(b.dtype)
 
 
 def promote(op: str, operands: tuple) -> tuple[tuple, np.dtype, np.dtype]:
@@ -143,7 +176,7 @@ def promote(op: str, operands: tuple) -> tuple[tuple, np.dtype, np.dtype]:
 
 def _as_number(op: str, value: Any, dtype: np.dtype) -> Any:
     """A Python number as the kind of ``dtype`` (array_api_strict accepts only numbers of the array's kind)."""
-    if dtype.kind == "f":
+    if is_floating(dtype):
         return float(value)
     if dtype.kind == "b":
         return bool(value)

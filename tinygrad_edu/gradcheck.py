@@ -31,6 +31,7 @@ import numpy as np
 
 from tinygrad_edu.autograd import no_grad
 from tinygrad_edu.backend import manual_seed
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 
@@ -304,7 +305,7 @@ def gradcheck_module(module: Any, *inputs: Tensor, **options: Any) -> bool:
     names = [f"input {i}" for i in range(len(inputs))] + [
         f"{prefix}.{name}" if prefix else name for prefix, owner in module.named_modules() for name in owner._parameters]
     originals = [getattr(owner, name) for owner, name in owners]
-    xs = [Tensor(x).requires_grad_(x.dtype.kind == "f") if isinstance(x, Tensor) else x for x in inputs]
+    xs = [Tensor(x).requires_grad_(is_floating(x.dtype)) if isinstance(x, Tensor) else x for x in inputs]
 
     def run(*args: Any) -> Any:
         values, params = args[: len(xs)], args[len(xs) :]

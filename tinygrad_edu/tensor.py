@@ -133,7 +133,7 @@ class Tensor:
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place; only floating-point tensors can require grad."""
-        if requires_grad and self.dtype.kind != "f":
+        if requires_grad and not dtypes.is_floating(self.dtype):
             raise TypeError(f"only floating-point tensors can require grad; this tensor has dtype {self.dtype}. "
                             "Convert it first, e.g. t.float().")
         self.requires_grad = bool(requires_grad)
@@ -182,7 +182,9 @@ class Tensor:
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
             return self
-        if dtype.kind != "f":
+        if not self.backend.has_dtype(dtype):  # float16 and bfloat16 on "strict", bfloat16 on CUDA
+            raise TypeError(f"astype: device {self.device!r} has no {dtype}")
+        if not dtypes.is_floating(dtype):
             return Tensor._wrap(self.backend.xp.astype(self._data, self.backend.dtype(dtype)), self.backend)
         return ops.Cast.apply(self, dtype)
 
@@ -333,7 +335,7 @@ class Tensor:
     def sum(self, dim: arguments.Dims = None, keepdim: bool | None = None, *, dtype: Any = None,
             axis: arguments.Dims = None, keepdims: bool | None = None) -> Tensor:
         """Σ over ``dim`` (an int, a tuple, or None: all), reduced dims kept with size 1 if ``keepdim`` (NumPy's
-        ``axis``/``keepdims`` are aliases). bool sums in int64 (PyTorch's), float16 in float32; ``dtype`` casts first."""
+        ``axis``/``keepdims`` are aliases). bool sums in int64, float16/bfloat16 in float32; ``dtype`` casts first."""
         kwargs = arguments.reduction("sum", self.ndim, dim, keepdim, axis, keepdims)
         x = self.astype(dtype) if dtype is not None else self.long() if self.dtype == np.bool_ else self
         return ops.Sum.apply(x, **kwargs)
@@ -414,8 +416,8 @@ _COMPARISONS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greate
 _OPERATOR_METHODS = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__", "pow": "__pow__",
                      "neg": "__neg__", **{name: f"__{name}__" for name in _COMPARISONS}}
 #: ``t.half()`` is ``t.astype(float16)``: differentiable between floating dtypes, no gradient to int or bool.
-_CASTS = {"half": np.float16, "float": np.float32, "double": np.float64, "long": np.int64, "int": np.int32,
-          "bool": np.bool_}
+_CASTS = {"half": np.float16, "bfloat16": dtypes.bfloat16, "float": np.float32, "double": np.float64,
+          "long": np.int64, "int": np.int32, "bool": np.bool_}
 #: ``t.amax(1)`` is ``composite.amax(t, 1)``: the methods composed of several ops, or of none (see composite.py).
 _COMPOSITE = (composite.max, composite.min, composite.amax, composite.amin, composite.argmax, composite.argmin,
               composite.std, composite.prod, composite.norm, composite.all, composite.any, composite.masked_fill,

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
@@ -72,7 +73,8 @@ class GradScaler:
     ``enabled=False`` makes every method a pass-through (``scale`` returns its input, ``step`` just steps), so one
     training loop serves both precisions. Unscaling float16 gradients raises ValueError, as in PyTorch: 1/S
     applied in float16 would flush the small gradients that scaling rescued. Give the optimizer FP32 master
-    weights (``amp.MasterWeights``).
+    weights (``amp.MasterWeights``). A bfloat16 model needs no scaling (float32's exponent range):
+    ``GradScaler(enabled=master.needs_loss_scaling)`` serves both low-precision dtypes.
     """
 
     def __init__(self, init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
@@ -113,7 +115,7 @@ class GradScaler:
         if not self._enabled:
             return outputs
         if isinstance(outputs, Tensor):
-            if outputs.dtype.kind != "f":
+            if not is_floating(outputs.dtype):
                 raise TypeError(f"GradScaler.scale: expected a floating-point loss, got dtype {outputs.dtype}")
             if outputs.dtype.itemsize < 4:
                 outputs = outputs.float()

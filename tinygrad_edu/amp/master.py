@@ -1,4 +1,4 @@
-"""``MasterWeights``: an FP16 model trained through FP32 master copies of its weights.
+"""``MasterWeights``: an FP16 (or BF16) model trained through FP32 master copies of its weights.
 
 Why master weights (Micikevicius et al. 2018, "Mixed Precision Training", ICLR, section 3.1). FP16 has 10 stored
 mantissa bits: a weight w has neighbours w·(1 ± 2^-10) at best, and adding an update smaller than half of that
@@ -16,6 +16,13 @@ in FP32 and return FP16 (as PyTorch's cuDNN batchnorm does). Their parameters ar
 optimizer steps them directly), and their running statistics, averages of many small per-batch terms, keep FP32
 precision. Every other floating-point parameter and buffer of the model becomes FP16.
 
+bfloat16 (``MasterWeights(model, dtype=tg.bfloat16)``): the same scheme with a coarser grid (7 stored mantissa bits:
+an update more than 2^8 times smaller than its weight vanishes) but float32's exponent range (smallest normal
+2^-126, subnormals down to 2^-133). The master weights matter even more; loss scaling does not: the gradients that
+float16 flushes to zero below 2^-24 are far inside bfloat16's range, so ``needs_loss_scaling`` is False and the loop
+runs without a ``GradScaler`` (or with ``GradScaler(enabled=master.needs_loss_scaling)``), as PyTorch's bfloat16
+autocast does.
+
 Usage, with ``GradScaler`` for the gradients' range (see ``grad_scaler``)::
 
     model = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
@@ -30,6 +37,16 @@ Usage, with ``GradScaler`` for the gradients' range (see ``grad_scaler``)::
         scaler.step(optimizer)                           # unscale, then step (or skip on inf/NaN)
         scaler.update()
         master.copy_master_to_model()                    # FP32 -> FP16, rounded
+
+and in bfloat16, without loss scaling::
+
+    master = amp.MasterWeights(model, dtype=tg.bfloat16)  # model now BF16 (batchnorm FP32)
+    for x, y in batches:
+        optimizer.zero_grad()
+        F.cross_entropy(model(x.astype(master.dtype)).float(), y).backward()
+        master.copy_grads_to_master()
+        optimizer.step()
+        master.copy_master_to_model()
 """
 
 from __future__ import annotations
@@ -40,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.dtypes import float16, is_floating, is_low_precision
 from tinygrad_edu.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d
 from tinygrad_edu.nn.modules.module import Module, Parameter
 from tinygrad_edu.nn.modules.normalization import LayerNorm
@@ -50,13 +68,17 @@ DEFAULT_KEEP_FP32 = (BatchNorm1d, BatchNorm2d, LayerNorm)
 
 
 class MasterWeights:
-    """FP32 master copies of an FP16 model's weights: the optimizer steps the masters, the model computes.
+    """FP32 master copies of an FP16 (or BF16) model's weights: the optimizer steps the masters, the model computes.
 
-    ``MasterWeights(model, keep_fp32=DEFAULT_KEEP_FP32, master_dtype=float32)`` converts ``model`` in place: each
-    floating-point parameter and buffer of a module that is not an instance of ``keep_fp32`` gets an FP16 array
-    (the Parameter objects stay the same, so references to them stay valid), and an FP32 master Parameter holding
-    its original, unrounded value. Parameters of the ``keep_fp32`` layers are their own masters.
+    ``MasterWeights(model, keep_fp32=DEFAULT_KEEP_FP32, master_dtype=float32, *, dtype=float16)`` converts ``model``
+    in place: each floating-point parameter and buffer of a module that is not an instance of ``keep_fp32`` gets an
+    array of ``dtype``, the low-precision dtype the model computes in (float16, or ``tg.bfloat16``; the Parameter
+    objects stay the same, so references to them stay valid), and an FP32 master Parameter holding its original,
+    unrounded value. Parameters of the ``keep_fp32`` layers are their own masters. Below, "FP16" reads "``dtype``".
 
+    * ``dtype``: the model's low-precision dtype; feed the model inputs of it (``x.astype(master.dtype)``);
+    * ``needs_loss_scaling``: True for float16, whose range flushes small gradients to zero (use a ``GradScaler``);
+      False for bfloat16, which has float32's exponent range;
     * ``parameters()`` / ``named_parameters()``: the masters, in the model's order: give them to the optimizer;
     * ``copy_grads_to_master()``: moves each model gradient into its master's ``.grad``, converted to FP32, and
       clears the model's (so ``optimizer.zero_grad()`` alone starts the next step clean). Gradients are not
@@ -70,18 +92,27 @@ class MasterWeights:
     Invariant: every FP16 model parameter equals its master rounded to FP16.
     """
 
-    def __init__(self, model: Module, keep_fp32: tuple[type, ...] = DEFAULT_KEEP_FP32, master_dtype: Any = "float32"):
+    def __init__(self, model: Module, keep_fp32: tuple[type, ...] = DEFAULT_KEEP_FP32, master_dtype: Any = "float32",
+                 *, dtype: Any = "float16"):
         if not isinstance(model, Module):
             raise TypeError(f"MasterWeights: model must be a Module, got {type(model).__name__}")
         master_dtype = np.dtype(master_dtype)
         if master_dtype.kind != "f" or master_dtype.itemsize < 4:
             raise TypeError(f"MasterWeights: master_dtype must be float32 or float64, got {master_dtype}")
+        try:
+            low = np.dtype(dtype)
+        except TypeError:
+            low = None
+        if low is None or not is_low_precision(low):
+            raise TypeError(f"MasterWeights: dtype must be a low-precision dtype, float16 or bfloat16, got "
+                            f"{low if low is not None else repr(dtype)}")
+        dtype = low
         named = list(model.named_parameters())
         for name, p in named:
-            if p.backend.float16 is None:
-                raise TypeError(f"MasterWeights: parameter {name} is on device {p.device!r}, which has no float16")
+            if not p.backend.has_dtype(dtype):
+                raise TypeError(f"MasterWeights: parameter {name} is on device {p.device!r}, which has no {dtype}")
         kept = {id(p) for m in model.modules() if isinstance(m, keep_fp32) for p in m._parameters.values()}
-        self.model, self.keep_fp32 = model, tuple(keep_fp32)
+        self.model, self.keep_fp32, self.dtype = model, tuple(keep_fp32), dtype
         self._masters: OrderedDict[str, Parameter] = OrderedDict()
         self._pairs: list[tuple[Parameter, Parameter]] = []  # (FP16 model parameter, its FP32 master)
         # everything checked: now convert the model
@@ -92,15 +123,21 @@ class MasterWeights:
             xp = p.backend.xp
             master_array = p.data if p.dtype == master_dtype else xp.astype(p.data, p.backend.dtype(master_dtype))
             master = Parameter(Tensor._wrap(master_array, p.backend))  # the original values, unrounded
-            p.data, p.grad = xp.astype(p.data, p.backend.float16), None
+            p.data, p.grad = xp.astype(p.data, p.backend.dtype(dtype)), None
             self._masters[name] = master
             self._pairs.append((p, master))
         for m in model.modules():
             if isinstance(m, keep_fp32):
                 continue
             for b in m._buffers.values():
-                if b is not None and b.dtype.kind == "f" and b.backend.float16 is not None:
-                    b.data = b.backend.xp.astype(b.data, b.backend.float16)
+                if b is not None and is_floating(b.dtype) and b.backend.has_dtype(dtype):
+                    b.data = b.backend.xp.astype(b.data, b.backend.dtype(dtype))
+
+    @property
+    def needs_loss_scaling(self) -> bool:
+        """True when the model's dtype is float16: its gradients below 2^-24 flush to zero unless the loss is scaled
+        (``GradScaler``). False for bfloat16, whose exponent range is float32's."""
+        return self.dtype == float16
 
     # -- the masters ---------------------------------------------------------------------------------------------
     def parameters(self) -> Iterator[Parameter]:
@@ -162,5 +199,6 @@ class MasterWeights:
         self.copy_master_to_model()
 
     def __repr__(self) -> str:
-        return (f"MasterWeights({len(self._pairs)} FP16 parameters with FP32 masters, "
+        kind = "FP16" if self.dtype == float16 else "BF16"
+        return (f"MasterWeights({len(self._pairs)} {kind} parameters with FP32 masters, "
                 f"{len(self._masters) - len(self._pairs)} kept in FP32)")

@@ -135,7 +135,10 @@ def _trace(ctx: Any) -> str:
 
 def _nonfinite(ctx: Any, array: Any) -> str | None:
     """"nan", "inf" or None: what a floating array holds that is not finite (one host bool per check)."""
-    if not hasattr(array, "dtype") or ctx.backend.numpy_dtype(array.dtype).kind != "f":
+    if not hasattr(array, "dtype"):
+        return None
+    dtype = ctx.backend.numpy_dtype(array.dtype)
+    if dtype.kind != "f" and dtype not in ctx.backend.low_precision:  # bfloat16's NumPy kind is "V"
         return None
     xp, to_host = ctx.xp, ctx.backend.to_host
     if bool(to_host(xp.all(xp.isfinite(array)))):

@@ -5,8 +5,10 @@ The core never imports NumPy or CuPy for its math. Every op asks its tensor's ba
 * ``xp``: an array namespace that follows the Python array API standard
   (https://data-apis.org/array-api/), so ``xp.exp``, ``xp.matmul``, ``xp.sum`` ... work the same on every backend;
 * a few extras the standard lacks, documented below: random numbers, scatter-add, host transfer, and the fast paths
-  an op may take: ``matmul`` (float16 accumulated in float32: the kernels), ``sum_per_channel`` (a sum as BLAS
-  products) and ``kernel(name)`` (a fused kernel, where the backend has it).
+  an op may take: ``matmul`` (float16 and bfloat16 accumulated in float32: the kernels), ``sum_per_channel`` (a sum
+  as BLAS products) and ``kernel(name)`` (a fused kernel, where the backend has it);
+* its low-precision storage dtypes (``float16``, ``bfloat16``, ``low_precision``): those it stores and computes in
+  float32. A backend without one refuses it (``dtype``, ``from_host``) with a TypeError naming the device and dtype.
 
 A backend is one device: ``"cpu"`` (NumPy), ``"cuda:0"`` (CuPy), ``"strict"`` (array_api_strict on a non-CPU
 device, used by the test suite to prove that no NumPy-only call hides in the core).
@@ -41,6 +43,22 @@ class Backend:
 
     #: The namespace's float16 dtype, or None where it has none; float16 matmuls accumulate in float32.
     float16: Any = None
+    #: The namespace's bfloat16 dtype (``ml_dtypes.bfloat16``), or None where it has none; as float16.
+    bfloat16: Any = None
+
+    @property
+    def low_precision(self) -> tuple[Any, ...]:
+        """The low-precision dtypes this backend stores (its ``float16`` and ``bfloat16``, those it has): ``matmul``
+        accumulates them in float32 and rounds once. Empty where it has none (array_api_strict)."""
+        return tuple(d for d in (self.float16, self.bfloat16) if d is not None)
+
+    def has_dtype(self, dtype: Any) -> bool:
+        """True when this backend can store arrays of ``dtype`` (a NumPy dtype or name)."""
+        try:
+            self.dtype(dtype)
+        except TypeError:
+            return False
+        return True
 
     # -- placement -------------------------------------------------------------------------------------------
 
@@ -133,7 +151,7 @@ class Backend:
 
         Computed as products with vectors of ones, ``1ᵀ A`` for (N, C) (after ``(N, C, L) @ 1`` over the positions
         L for more axes): BLAS does them several times faster than a strided ``xp.sum``, and ``matmul`` accumulates
-        float16 in float32.
+        float16 and bfloat16 in float32.
         """
         if a.ndim > 2:
             a = self.xp.reshape(a, (a.shape[0], a.shape[1], -1))
@@ -158,10 +176,11 @@ class Backend:
     def matmul(self, a: Any, b: Any) -> Any:
         """Matrix product that accumulates low-precision inputs in float32 (the kernel hook).
 
-        float32/float64 operands go to the library's own matmul. float16 operands are multiplied with a
-        float32 accumulator and rounded to float16 once at the end, as in mixed-precision training.
+        float32/float64 operands go to the library's own matmul. Low-precision operands of one dtype (two float16, or
+        two bfloat16: ``low_precision``) are multiplied with a float32 accumulator and rounded to their dtype once at
+        the end, as in mixed-precision training.
         """
-        if a.dtype == self.float16 and b.dtype == self.float16:
+        if a.dtype == b.dtype and a.dtype in self.low_precision:
             return self.matmul_accumulate(a, b, self.xp.float32)
         return self.xp.matmul(a, b)
 

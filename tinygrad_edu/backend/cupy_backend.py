@@ -2,6 +2,11 @@
 
 CuPy is imported only when a ``"cuda"`` device is asked for. Install it with the package's extra that matches the
 CUDA driver: ``pip install "tinygrad_edu[cuda12]"`` or ``"tinygrad_edu[cuda13]"``.
+
+Low precision on CUDA is float16 only: its products run our float16 GEMM kernels (``kernels/gemm_fp16.cu``) and
+batch normalization the fused float16 kernels. bfloat16 is refused (``dtype``, ``from_host``) with a TypeError: none
+of the kernels here handle it, and CuPy's own bfloat16 (through ml_dtypes, new and partial in CuPy 14) has not been
+checked against this backend on a GPU.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from tinygrad_edu.backend.base import DEFAULT_SEED, Backend
@@ -43,6 +49,14 @@ def import_cupy():
     return cupy
 
 
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _no_bfloat16(device: str) -> str:
+    return (f"device {device!r} has no dtype bfloat16 in tinygrad_edu: its CUDA kernels are float16 only and CuPy's "
+            "bfloat16 is not supported here; use float16 on CUDA, or bfloat16 on the CPU")
+
+
 class CupyBackend(Backend):
     """Device ``"cuda:N"``: CuPy arrays on GPU ``N``, a seeded ``cupy.random.RandomState`` per device."""
 
@@ -62,7 +76,15 @@ class CupyBackend(Backend):
         self.float16 = np.dtype(np.float16)
         self.manual_seed(DEFAULT_SEED)
 
+    def dtype(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype == _BFLOAT16:
+            raise TypeError(_no_bfloat16(self.name))
+        return dtype
+
     def from_host(self, host):
+        if host.dtype == _BFLOAT16:
+            raise TypeError(_no_bfloat16(self.name))
         with self.device:
             return self._cupy.asarray(host)
 

@@ -1,9 +1,14 @@
-"""The CPU backend: NumPy 2, whose main namespace implements the array API standard."""
+"""The CPU backend: NumPy 2, whose main namespace implements the array API standard.
+
+Its low-precision dtypes are NumPy's float16 and ``ml_dtypes``' bfloat16 (a NumPy dtype that ml_dtypes registers);
+their matrix products run the CPU kernel ``kernels/matmul_cpu.py`` (float32 accumulation).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from tinygrad_edu.backend.base import DEFAULT_SEED, Backend
@@ -16,6 +21,7 @@ class NumpyBackend(Backend):
     xp = np
     device = "cpu"
     float16 = np.dtype(np.float16)
+    bfloat16 = np.dtype(ml_dtypes.bfloat16)
 
     def __init__(self) -> None:
         self.manual_seed(DEFAULT_SEED)

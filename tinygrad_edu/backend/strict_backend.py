@@ -5,7 +5,8 @@ refuse silent conversion to NumPy, as CuPy's GPU arrays do, and refuse to mix wi
 the core's tests on it (device string ``"strict"``) shows that no NumPy-only call hides in the core.
 
 Its extras (random numbers, scatter-add) work on the host and copy the result onto the device, as a GPU backend
-would do them in a kernel. It has no float16: the standard does not require it.
+would do them in a kernel. It has no float16 and no bfloat16 (the standard requires neither): ``dtype`` and
+``from_host`` refuse them with a TypeError naming the dtype.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from tinygrad_edu.backend.base import DEFAULT_SEED, Backend
+
+#: NumPy's low-precision dtypes, which array_api_strict does not have.
+_LOW_PRECISION = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
 
 class StrictBackend(Backend):
@@ -50,8 +55,8 @@ class StrictBackend(Backend):
         return self._names[dtype]
 
     def from_host(self, host):
-        if host.dtype == np.float16:
-            raise TypeError("the 'strict' backend has no dtype float16 (array_api_strict does not provide it)")
+        if host.dtype in _LOW_PRECISION:
+            raise TypeError(f"the 'strict' backend has no dtype {host.dtype} (array_api_strict does not provide it)")
         return self.xp.asarray(np.asarray(host, order="C"), device=self.device)  # (ascontiguousarray makes 0-d 1-d)
 
     def to_host(self, array):

@@ -33,6 +33,7 @@ import numpy as np
 
 from tinygrad_edu.autograd import Function, engine, is_grad_enabled, no_grad, queue_callback
 from tinygrad_edu.distributed import process_group as pg
+from tinygrad_edu.dtypes import is_low_precision
 from tinygrad_edu.nn.modules.module import Module
 from tinygrad_edu.tensor import Tensor
 
@@ -84,7 +85,7 @@ class _Reducer:
         self.backend = params[0].backend
         self.buckets: list[_Bucket] = []
         for dtype, group in _by_dtype(list(reversed(params))).items():  # the last layers' gradients come first
-            wire = np.dtype(np.float32) if dtype == np.float16 else dtype
+            wire = np.dtype(np.float32) if is_low_precision(dtype) else dtype
             bucket: list[Tensor] = []
             size = 0
             for p in group:

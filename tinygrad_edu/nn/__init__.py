@@ -16,6 +16,7 @@ from tinygrad_edu.nn.modules.residual import (
     expected_active_blocks,
     survival_probabilities,
 )
+from tinygrad_edu.nn.modules.swapout import Swapout, SwapoutBlock, stochastic_inference, swapout_schedule
 
 __all__ = ["Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "functional", "init", "utils"]
 __all__ += ["CReLU", "ELU", "LeakyReLU", "Maxout", "PReLU"]
@@ -24,4 +25,5 @@ __all__ += ["BatchNorm1d", "BatchNorm2d", "SyncBatchNorm"]
 __all__ += ["Conv2d"]
 __all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "Flatten", "Highway", "MaxPool2d", "ResidualBlock", "StochasticDepth",
             "expected_active_blocks", "survival_probabilities"]
+__all__ += ["Swapout", "SwapoutBlock", "stochastic_inference", "swapout_schedule"]
 __all__ += ["LogSoftmax", "Softmax"]

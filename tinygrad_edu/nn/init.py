@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_edu.autograd import InputError, no_grad
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 def _check_tensor(name: str, tensor: Any) -> Tensor:
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init.{name}: tensor must be a Tensor, got {type(tensor).__name__}")
-    if tensor.dtype.kind != "f":
+    if not is_floating(tensor.dtype):
         raise TypeError(f"init.{name}: tensor must have a floating dtype, got {tensor.dtype}")
     return tensor
 
@@ -284,7 +285,7 @@ def _output_of(model: Any, layer: Any, batch: Tensor) -> Tensor:
 
 def _variance(y: Tensor) -> float:
     xp = y.backend.xp
-    data = y.data if y.dtype.itemsize >= 4 else xp.astype(y.data, xp.float32)  # float16: statistics in float32
+    data = y.data if y.dtype.itemsize >= 4 else xp.astype(y.data, xp.float32)  # float16, bfloat16: statistics in float32
     return float(y.backend.to_host(xp.var(data)))
 
 

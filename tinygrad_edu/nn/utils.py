@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from tinygrad_edu.dtypes import is_low_precision
 from tinygrad_edu.tensor import Tensor
 
 
@@ -45,7 +46,7 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     norms = []
     for g in grads:
         a = g.data
-        if a.dtype == backend.float16:
+        if is_low_precision(a.dtype):
             a = xp.astype(a, xp.float32)
         if norm_type == math.inf:
             norms.append(xp.max(xp.abs(a)) if a.size else xp.zeros((), dtype=a.dtype, device=a.device))

@@ -9,25 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinygrad_edu.dtypes import is_low_precision
+
 
 def accumulating_sum(xp: Any, x: Any, axis: Any = None, keepdims: bool = False, divide_by: int = 1) -> Any:
-    """``xp.sum(x) / divide_by`` in ``x.dtype``; for float16 both done in float32 and rounded once at the end.
+    """``xp.sum(x) / divide_by`` in ``x.dtype``; for float16 and bfloat16 (``is_low_precision``) both done in float32
+    and rounded once at the end.
 
-    (A float16 sum of many terms loses digits or overflows past 65504; so would a count n > 65504 as a float16.)
+    (A float16 sum of many terms loses digits or overflows past 65504; so would a count n > 65504 as a float16. A
+    bfloat16 running sum has only 8 significant bits: past 256 adding 1 changes nothing.)
     """
-    float16 = getattr(xp, "float16", None)
-    if float16 is not None and x.dtype == float16:
+    if is_low_precision(x.dtype):
         total = xp.sum(x, axis=axis, keepdims=keepdims, dtype=xp.float32)
-        return xp.astype(total / divide_by if divide_by != 1 else total, float16)
+        return xp.astype(total / divide_by if divide_by != 1 else total, x.dtype)
     total = xp.sum(x, axis=axis, keepdims=keepdims)
     return total / divide_by if divide_by != 1 else total
 
 
 def scaled(xp: Any, x: Any, factor: float) -> Any:
-    """``x * factor``, computed in float32 for float16 ``x`` (a factor such as 1/n may not fit in float16)."""
-    float16 = getattr(xp, "float16", None)
-    if float16 is not None and x.dtype == float16:
-        return xp.astype(xp.astype(x, xp.float32) * factor, float16)
+    """``x * factor``, computed in float32 for low-precision ``x`` (a factor such as 1/n may not fit in float16, and
+    is rounded to 8 bits in bfloat16)."""
+    if is_low_precision(x.dtype):
+        return xp.astype(xp.astype(x, xp.float32) * factor, x.dtype)
     return x * factor
 
 

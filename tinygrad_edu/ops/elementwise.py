@@ -134,7 +134,8 @@ class Clip(Function):
     def forward(ctx, x, min=None, max=None):  # noqa: A002
         ctx.save_for_backward(x)
         ctx.bounds = min, max
-        return ctx.xp.clip(x, min, max)
+        z = ctx.xp.clip(x, min, max)
+        return z if z.dtype == x.dtype else ctx.xp.astype(z, x.dtype)  # NumPy: bfloat16 with float bounds gives float32
 
     @staticmethod
     def backward(ctx, g):
@@ -192,7 +193,8 @@ class Where(Function):
     def forward(ctx, condition, a, b):
         ctx.save_for_backward(condition)
         ctx.shapes = shape_of(a), shape_of(b)
-        return ctx.xp.where(condition, a, b)
+        z, dtype = ctx.xp.where(condition, a, b), getattr(a, "dtype", getattr(b, "dtype", None))
+        return z if dtype is None or z.dtype == dtype else ctx.xp.astype(z, dtype)  # where(c, 0.0, bfloat16): float32
 
     @staticmethod
     def backward(ctx, g):

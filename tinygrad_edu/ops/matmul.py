@@ -5,7 +5,7 @@ For Z = A B (per batch element) with upstream gradient G = dL/dZ:
     dL/dA = G Bᵀ        dL/dB = Aᵀ G
 
 then each is summed over the batch axes it was broadcast along. The product itself goes through the backend's
-kernel hook (``backend.matmul``), which accumulates float16 operands in float32.
+kernel hook (``backend.matmul``), which accumulates float16 and bfloat16 operands in float32.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Reductions over axes: sum, mean, max, min, var (``axis`` None or a sorted tuple of axes, ``keepdims``).
 
 Each backward first restores the reduced axes of g as size-1 axes (``_keep``), then broadcasts it back over them.
-float16 inputs are accumulated in float32 (``accumulating_sum``) and the result is rounded to float16 once.
+Low-precision inputs (float16, bfloat16) are accumulated in float32 (``accumulating_sum``) and the result is rounded
+to their dtype once.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 
 from tinygrad_edu.autograd import Function
+from tinygrad_edu.dtypes import is_low_precision
 from tinygrad_edu.ops.broadcast import accumulating_sum, scaled
 
 
@@ -100,14 +102,14 @@ class Var(Function):
     """v = Σ (x - m)² / (n - correction), m the mean over the axes;  dL/dx = g · 2 (x - m) / (n - correction).
 
     (The term through m vanishes: Σ (x - m) = 0.) With n - correction <= 0 the variance is NaN, as in PyTorch.
-    float16 inputs are centered, squared and summed in float32.
+    Low-precision inputs (float16, bfloat16) are centered, squared and summed in float32.
     """
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False, correction=1):
         xp = ctx.xp
         n = _count(tuple(x.shape), axis)
-        xf = xp.astype(x, xp.float32) if x.dtype == ctx.backend.float16 else x
+        xf = xp.astype(x, xp.float32) if is_low_precision(x.dtype) else x
         centered = xf - xp.mean(xf, axis=axis, keepdims=True)
         ctx.save_for_backward(centered)
         ctx.x_shape, ctx.axis, ctx.keepdims = tuple(x.shape), axis, keepdims

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 
@@ -211,7 +212,7 @@ class Optimizer:
                 if host.shape != p.shape:
                     raise ValueError(f"{name}: parameter {key}: {k} has shape {host.shape} in the state, "
                                      f"{p.shape} in the optimizer")
-                if host.dtype.kind != "f":
+                if not is_floating(host.dtype):
                     raise TypeError(f"{name}: parameter {key}: {k} has dtype {host.dtype} in the state, expected a "
                                     f"floating dtype (the parameter's is {p.dtype})")
                 restored[k] = p.backend.asarray(host, dtype=p.dtype)  # a new array: the saved one is not shared

@@ -1,4 +1,4 @@
-"""CPU matmul with a wider accumulator than its operands: float16 storage, float32 accumulation.
+"""CPU matmul with a wider accumulator than its operands: float16 or bfloat16 storage, float32 accumulation.
 
 NumPy has no BLAS path for float16: its float16 matmul is a plain loop that also rounds every partial sum to float16.
 This kernel gets the float32 BLAS to do the work without ever holding a float32 copy of a whole operand:
@@ -8,11 +8,17 @@ This kernel gets the float32 BLAS to do the work without ever holding a float32 
         C32 += A32_block @ B32_block                       (float32 BLAS, float32 accumulator)
     C = round_to_float16(C32)                               (one rounding, at the very end)
 
+bfloat16 operands (``ml_dtypes.bfloat16``) take the same blocks, buffers and BLAS calls; only the two conversions
+differ (below), and the one rounding is to bfloat16.
+
 Accuracy contract (tested in ``tests/test_matmul_kernel.py``). Every float16 value is exactly representable in
 float32, so the upcast loses nothing; products of two float16 values are exact in float32 too (11 + 11 significant
 bits < 24). The only roundings are those of the float32 accumulation and the final one to float16, so every element
 of C is within one float16 ulp of the float64 product of the same float16 inputs, plus the float32 accumulation
-bound K·2^-24·Σ_k |a_ik b_kj|.
+bound K·2^-24·Σ_k |a_ik b_kj|. The same holds for bfloat16 (tested in ``tests/test_bfloat16.py``): a bfloat16 is the
+top 16 bits of a float32, so the upcast is exact; products of two bfloat16 values are exact in float32 (8 + 8
+significant bits < 24); the final rounding is to nearest, ties to even. So every element is within one bfloat16 ulp
+of the float64 product of the same bfloat16 inputs, plus the same float32 accumulation bound.
 
 Blocks. The block along K is ``BLOCK_K`` = 1024 columns, fewer for very tall or wide operands so that one block of A
 and one of B, in float32, stay within ``BLOCK_BYTES``: the float32 working set is bounded whatever the operands'
@@ -25,7 +31,9 @@ first use with this machine's C compiler (``compile_cpu.py``): the CPU's F16C in
 time (a portable conversion on CPUs without them), bit-exact with NumPy. Without a compiler, the upcast moves the
 bits with whole-array integer operations that NumPy vectorizes (``widen_float16``) and the rounding is NumPy's cast;
 these NumPy conversions are spread over the CPU's cores in threads (NumPy releases the GIL), while the compiled ones
-run in the calling thread (``PARALLEL``). What each choice gained, measured: ``benchmarks/README.md``.
+run in the calling thread (``PARALLEL``). bfloat16 needs no compiled code: its upcast is a 16-bit shift of the bits
+(``widen_bfloat16``, whole-array integer operations), its rounding ml_dtypes' cast (round to nearest even, NaN kept).
+What each choice gained, measured: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import ml_dtypes
 import numpy as np
 
 #: K-columns per block: each block of A is (M, 1024) and of B (1024, N), upcast to float32. Not fewer: every extra
@@ -50,6 +59,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 17
 #: Rows of a block converted in one go: keeps each conversion's data in the core's L2 cache.
 CHUNK_ELEMENTS = 1 << 18
 
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _EXPONENT_SHIFT = np.float32(2.0**112)  # 2^(127 - 15): moves a float16 exponent bias to float32's
 _CLEAR_BITS_28_TO_30 = np.int32(-0x70000001)  # 0x8FFFFFFF as a signed 32-bit integer
 _THREAD_NAME = "tinygrad_edu-kernel"
@@ -137,12 +147,32 @@ def widen_float16(src: np.ndarray, out: np.ndarray) -> None:
         _in_parallel(_widen_piece if converter() is None else compiled.widen, src, out)
 
 
+def _widen_bfloat16_piece(src: np.ndarray, out: np.ndarray) -> None:
+    bits = out.view(np.uint32)
+    np.copyto(bits, src.view(np.uint16))  # zero-extend 16 -> 32 bits
+    bits <<= 16
+
+
+def widen_bfloat16(src: np.ndarray, out: np.ndarray) -> None:
+    """Write the bfloat16 array ``src`` into the float32 array ``out`` (same shape), exactly, by moving bits.
+
+    A bfloat16 is the top half of a float32 (sign, the same 8 exponent bits, the first 7 mantissa bits): its 16 bits
+    shifted left by 16 are the float32 of the same value, for every bit pattern (zeros, subnormals, infinities and
+    NaN payloads alike), in whole-array integer operations rather than ml_dtypes' cast of one element at a time.
+    """
+    if out.ndim == 0:
+        out[...] = src
+    else:
+        _in_parallel(_widen_bfloat16_piece, src, out)
+
+
 def _cast_piece(src: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out, src, casting="unsafe")
 
 
 def narrow(src: np.ndarray, dtype) -> np.ndarray:
-    """``src.astype(dtype)`` (round to nearest even), converted on all cores."""
+    """``src.astype(dtype)`` (round to nearest even), converted on all cores. To float16 from float32: the compiled
+    conversion where there is one; to bfloat16: ml_dtypes' cast (round to nearest even, NaN stays NaN)."""
     out = np.empty(src.shape, dtype)
     fast = src.dtype == np.float32 and out.dtype == np.float16 and converter() is not None
     _in_parallel(compiled.narrow if fast else _cast_piece, src, out)
@@ -168,7 +198,7 @@ def _scratch(role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 def release_buffers() -> None:
-    """Free the work arrays this thread keeps between calls (they come back at its next float16 product)."""
+    """Free the work arrays this thread keeps between calls (they come back at its next low-precision product)."""
     _kept.__dict__.clear()
 
 
@@ -179,6 +209,8 @@ def _add_piece(part: np.ndarray, acc: np.ndarray) -> None:
 def _upcast(src: np.ndarray, out: np.ndarray) -> None:
     if src.dtype == np.float16 and out.dtype == np.float32:
         widen_float16(src, out)
+    elif src.dtype == _BFLOAT16 and out.dtype == np.float32:
+        widen_bfloat16(src, out)
     else:
         _in_parallel(_cast_piece, src, out)
 

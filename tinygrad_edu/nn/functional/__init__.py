@@ -25,6 +25,7 @@ from tinygrad_edu.nn.functional.max_pool2d import MaxPool2dFunction, max_pool2d
 from tinygrad_edu.nn.functional.maxout import MaxoutFunction, maxout
 from tinygrad_edu.nn.functional.prelu import PRelu, prelu
 from tinygrad_edu.nn.functional.softmax import SoftmaxFunction, softmax
+from tinygrad_edu.nn.functional.swapout import SwapoutFunction, swapout
 from tinygrad_edu.nn.functional.sync_batch_norm import SyncBatchNormFunction, sync_batch_norm
 from tinygrad_edu.nn.functional.weight_norm import WeightNormFunction, weight_norm
 from tinygrad_edu.ops import Relu
@@ -47,3 +48,4 @@ __all__ += ["AvgPool2dFunction", "MaxPool2dFunction", "adaptive_avg_pool2d", "av
             "max_pool2d"]
 __all__ += ["LogSoftmaxFunction", "SoftmaxFunction", "log_softmax", "softmax"]
 __all__ += ["SyncBatchNormFunction", "sync_batch_norm"]
+__all__ += ["SwapoutFunction", "swapout"]

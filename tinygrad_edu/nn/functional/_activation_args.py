@@ -7,6 +7,7 @@ import numbers
 from typing import Any
 
 from tinygrad_edu.autograd import InputError
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 
@@ -14,7 +15,7 @@ def check_float(op: str, name: str, x: Any) -> None:
     """TypeError unless ``x`` (argument ``name`` of ``op``) is a Tensor with a floating-point dtype."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {x.dtype}")
 
 

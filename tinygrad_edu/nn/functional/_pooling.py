@@ -17,6 +17,7 @@ import numbers
 from typing import Any
 
 from tinygrad_edu.autograd import InputError
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 
@@ -36,7 +37,7 @@ def check_input(op: str, x: Any) -> None:
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
     if x.ndim not in (3, 4):
         raise InputError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {tuple(x.shape)}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: input must be a floating-point tensor, got dtype {x.dtype}")
 
 

@@ -1,6 +1,6 @@
 """Global average pooling (Lin, Chen and Yan 2014, "Network in network"; the head of ResNets): the mean of each
 channel over H and W, ``adaptive_avg_pool2d(x, 1)``. Composed from the ``Mean`` op (its backward spreads
-g / (H·W) over the plane, and it accumulates float16 in float32): no Function of its own."""
+g / (H·W) over the plane, and it accumulates float16 and bfloat16 in float32): no Function of its own."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ class AvgPool2dFunction(Function):
         dL/dx[u, v] = Σ_{(r, c) : window (r, c) holds (u, v)} g[r, c] / D[r, c]
 
     each output's g / D spread evenly over its window, overlapping windows adding up (col2im over kernel offsets).
-    ``avg_pool2d`` hands float16 input over in float32 (the sums and the backward) and rounds y to float16 once.
+    ``avg_pool2d`` hands float16 and bfloat16 input over in float32 (the sums and the backward) and rounds y to the
+    input's dtype once.
     Forward saves D.
     """
 
@@ -69,7 +70,7 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     if not isinstance(count_include_pad, bool):
         raise TypeError(f"avg_pool2d: count_include_pad must be a bool, got {type(count_include_pad).__name__}")
     k, s, p, _, out = geometry("avg_pool2d", input.shape, kernel_size, stride, padding)
-    compute = compute_dtype(input)  # float16: summed in float32, by differentiable casts
+    compute = compute_dtype(input)  # float16, bfloat16: summed in float32, by differentiable casts
     y = AvgPool2dFunction.apply(input.astype(compute), kernel=k, stride=s, padding=p, out=out,
                                 count_include_pad=count_include_pad)
     return y.astype(input.dtype)

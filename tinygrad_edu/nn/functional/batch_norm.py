@@ -14,8 +14,8 @@ the statistics are taken per channel c (axis 1) over the M = N·L or N·H·W val
 One notation throughout: x̂ for the normalized input, μ and σ² for the batch mean and (biased) variance, σ̃ =
 sqrt(σ² + ε), M for the values per channel, γ and β for the scale and shift (the slides write z, m, v and B). The
 tests check that the three training-mode gradients agree to 1e-10 in float64. The public functions check the inputs
-and hand the Functions x, γ and β in one dtype: float16 input is normalized in float32 (statistics, x̂ and every
-reduction; Micikevicius et al. 2018) and the output rounded to float16 once.
+and hand the Functions x, γ and β in one dtype: float16 and bfloat16 input is normalized in float32 (statistics, x̂ and
+every reduction; Micikevicius et al. 2018) and the output rounded to the input's dtype once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import accumulate_dtype, is_floating, is_low_precision
 from tinygrad_edu.tensor import Tensor
 
 
@@ -236,7 +237,8 @@ def batch_norm(
     ``training=True``: normalize with the batch's mean and biased variance per channel, and update ``running_mean``
     and ``running_var`` in place when given (``running ← (1 - momentum) running + momentum · batch statistic``, the
     variance unbiased). ``training=False``: normalize with ``running_mean`` and ``running_var``. Then ``y = weight ·
-    x̂ + bias`` per channel when those are given. float16 inputs: statistics in float32, output float16.
+    x̂ + bias`` per channel when those are given. float16 and bfloat16 inputs: statistics in float32, output in the
+    input's dtype.
     """
     check_inputs("batch_norm", input, weight, bias, eps, running_mean, running_var)
     if training:
@@ -288,8 +290,9 @@ def batch_norm_composed(input: Tensor, weight: Tensor | None = None, bias: Tenso
 # what the public functions do before the math: dtypes, and the checks at the door
 # ----------------------------------------------------------------------------------------------------------------
 def compute_dtype(x: Tensor) -> np.dtype:
-    """The dtype normalization computes in: float32 for float16 x (FP16 storage, FP32 statistics), else x's own."""
-    return np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+    """The dtype normalization computes in: float32 for low-precision x (float16 or bfloat16 storage, FP32 statistics),
+    else x's own (``dtypes.accumulate_dtype``)."""
+    return accumulate_dtype(x.dtype)
 
 
 def in_compute_dtype(function: type[Function], x: Tensor, weight: Tensor | None, bias: Tensor | None,
@@ -297,7 +300,7 @@ def in_compute_dtype(function: type[Function], x: Tensor, weight: Tensor | None,
     """``function.apply(x, γ, β, **options)`` with x, γ and β cast (differentiably) to ``compute_dtype(x)``, and the
     output cast back to x's dtype: each input gets its gradient in its own dtype. γ = 1 and β = 0 where absent."""
     dtype, same = x.dtype, x._data.dtype
-    if dtype != np.float16 and (weight is None or weight._data.dtype == same) and (bias is None or bias._data.dtype == same):
+    if not is_low_precision(dtype) and (weight is None or weight._data.dtype == same) and (bias is None or bias._data.dtype == same):
         return function.apply(x, 1.0 if weight is None else weight, 0.0 if bias is None else bias, **options)  # no cast
     compute = compute_dtype(x)
     gamma = 1.0 if weight is None else weight.astype(compute)
@@ -311,7 +314,7 @@ def check_inputs(op: str, x: Any, weight: Any, bias: Any, eps: Any, running_mean
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
     shape = x.shape
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: input must be floating point, got dtype {x.dtype}")
     if len(shape) < 2:
         raise InputError(f"{op}: expected input of shape (N, C, ...) with at least 2 axes, got shape {shape}")
@@ -325,7 +328,7 @@ def check_inputs(op: str, x: Any, weight: Any, bias: Any, eps: Any, running_mean
         if t.shape != channels:
             raise InputError(f"{op}: {name} has shape {t.shape}, expected ({shape[1]},) for input of shape {shape} "
                              f"({shape[1]} channels on axis 1)")
-        if t.dtype.kind != "f":
+        if not is_floating(t.dtype):
             raise TypeError(f"{op}: {name} must be floating point, got dtype {t.dtype}")
         if t.backend is not x.backend:
             raise RuntimeError(f"{op}: expected all tensors on one device, got input on {x.device} and {name} on "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.ops.broadcast import accumulating_sum
 from tinygrad_edu.tensor import Tensor
 
@@ -40,8 +41,9 @@ class Conv2dFunction(Function):
     at the positions the forward read it from (overlapping windows add up), then crops the padding (padding was
     a constant: its gradient is dropped).
 
-    Saved: X_col and W_mat (X_col is the layer's memory cost: KH·KW copies of the input). float16: the matrix
-    products accumulate in float32 (``ctx.backend.matmul``), db sums in float32; outputs are float16.
+    Saved: X_col and W_mat (X_col is the layer's memory cost: KH·KW copies of the input). float16 and
+    bfloat16: the matrix products accumulate in float32 (``ctx.backend.matmul``), db sums in float32; outputs keep the
+    input's dtype.
     """
 
     @staticmethod
@@ -76,7 +78,7 @@ class Conv2dFunction(Function):
         if needs[1]:
             dweight = xp.reshape(backend.matmul(g, xp.matrix_transpose(x_col)), (C_out, C, KH, KW))  # G X_colᵀ
         if len(needs) > 2 and needs[2]:
-            dbias = accumulating_sum(xp, g, axis=1)  # G 1, in float32 for float16
+            dbias = accumulating_sum(xp, g, axis=1)  # G 1, in float32 for float16 and bfloat16
         if needs[0]:
             dx_col = xp.reshape(backend.matmul(xp.matrix_transpose(w_mat), g), (C, KH, KW, N, OH, OW))  # W_matᵀ G
             dx_pad = xp.zeros((C, N, H + pt + pb, W + pl + pr), dtype=dy.dtype, device=backend.device)
@@ -152,7 +154,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     ``groups``). ``stride``, ``padding`` (zeros) and ``dilation`` are ints or (height, width) pairs; padding may
     also be 'valid' or 'same'. Returns (N, out_channels, OH, OW)."""
     for name, t in (("input", input), ("weight", weight), ("bias", bias)):
-        if t is not None and (not isinstance(t, Tensor) or t.dtype.kind != "f"):
+        if t is not None and (not isinstance(t, Tensor) or not is_floating(t.dtype)):
             what = f"dtype {t.dtype}" if isinstance(t, Tensor) else type(t).__name__
             raise TypeError(f"conv2d: {name} must be a floating-point Tensor, got {what}")
     if weight.ndim != 4:

@@ -4,6 +4,7 @@ DropConnect"): a linear layer whose individual WEIGHTS (connections) are dropped
 from __future__ import annotations
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import is_low_precision
 from tinygrad_edu.nn.functional.dropout import check_float_input, check_p
 from tinygrad_edu.nn.functional.linear import linear
 from tinygrad_edu.tensor import Tensor
@@ -40,7 +41,7 @@ class DropConnectLinearFunction(Function):
         dW = backend.matmul(G.T, X) * M * ctx.scale if ctx.needs_input_grad[1] else None
         db = None
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
-            rows = xp.astype(G, xp.float32) if G.dtype == backend.float16 else G  # float16: sum in float32
+            rows = xp.astype(G, xp.float32) if is_low_precision(G.dtype) else G  # float16, bfloat16: sum in float32
             db = xp.astype(xp.sum(rows, axis=0), g.dtype)
         return dx, dW, db
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numbers
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 
@@ -53,7 +54,7 @@ def check_p(op: str, p: object) -> float:
 def check_float_input(op: str, x: object) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: input must be a floating-point tensor, got dtype {x.dtype}")
 
 

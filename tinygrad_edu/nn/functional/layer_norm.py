@@ -8,6 +8,7 @@ import numbers
 from collections.abc import Sequence
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.nn.functional._activation_args import check_float
 from tinygrad_edu.nn.functional.batch_norm import compute_dtype
 from tinygrad_edu.tensor import Tensor
@@ -25,8 +26,8 @@ class LayerNormFunction(Function):
         dγ = Σ_leading dy ⊙ x̂          dβ = Σ_leading dy          (sums over the leading, batch-like axes)
 
     The two means are what the group's μ and σ pass back: shifting x moves μ with it (mean term), scaling x scales σ
-    (x̂ term). x, γ and β come in one dtype: ``layer_norm`` normalizes float16 input in float32 and rounds the output
-    to float16 once. Forward saves x̂, σ and γ.
+    (x̂ term). x, γ and β come in one dtype: ``layer_norm`` normalizes float16 and bfloat16 input in float32 and rounds
+    the output to the input's dtype once. Forward saves x̂, σ and γ.
     """
 
     @staticmethod
@@ -80,7 +81,7 @@ def _check(x, weight, bias, normalized_shape):
             )
     check_float("layer_norm", "input", x)
     for name, a in (("weight", weight), ("bias", bias)):
-        if a is not None and a.dtype.kind != "f":
+        if a is not None and not is_floating(a.dtype):
             raise TypeError(f"layer_norm: {name} must be a floating-point tensor, got dtype {a.dtype}")
 
 
@@ -111,7 +112,7 @@ def layer_norm(
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
         raise InputError(f"layer_norm: eps must be a non-negative number, got {eps!r}")
     _check(input, weight, bias, normalized_shape)
-    compute = compute_dtype(input)  # float16: normalized in float32, by differentiable casts
+    compute = compute_dtype(input)  # float16, bfloat16: normalized in float32, by differentiable casts
     gamma = None if weight is None else weight.astype(compute)
     beta = None if bias is None else bias.astype(compute)
     y = LayerNormFunction.apply(input.astype(compute), gamma, beta, normalized_shape=normalized_shape, eps=float(eps))

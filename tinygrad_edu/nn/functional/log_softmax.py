@@ -22,8 +22,8 @@ class LogSoftmaxFunction(Function):
         dL/dx = g - p ⊙ Σ_j g_j          (the sum along ``dim``, kept as a size-1 axis)
 
     Each row of dL/dx sums to 0 (Σ_i p_i = 1), as adding a constant to a row does not change z. A 0-d x is its own
-    row (z = 0). ``log_softmax`` hands float16 input over in float32 (the shifted exp, the sum and the log) and
-    rounds z to float16 once; the backward sums in float32 too. Forward saves p (exp of the unrounded z).
+    row (z = 0). ``log_softmax`` hands float16 and bfloat16 input over in float32 (the shifted exp, the sum and
+    the log) and rounds z to the input's dtype once; the backward sums in float32 too. Forward saves p (exp of the unrounded z).
     """
 
     @staticmethod

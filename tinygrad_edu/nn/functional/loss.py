@@ -1,10 +1,12 @@
-"""Losses, each one op with its gradient in closed form (float16 inputs are computed in float32, rounded once)."""
+"""Losses, each one op with its gradient in closed form (float16 and bfloat16 inputs are computed in float32, rounded
+once)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import is_low_precision
 from tinygrad_edu.tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -16,7 +18,7 @@ def _upstream(xp, g, reduction, n):
 
 
 def _cast(xp, x, dtype):
-    """``x`` in ``dtype`` (float16 losses are computed in float32 and rounded once at the end)."""
+    """``x`` in ``dtype`` (float16 and bfloat16 losses are computed in float32 and rounded once at the end)."""
     return x if x.dtype == dtype else xp.astype(x, dtype)
 
 
@@ -35,7 +37,7 @@ class CrossEntropy(Function):
     def forward(ctx, logits, target, reduction="mean"):
         xp = ctx.xp
         n, classes = logits.shape
-        z = xp.astype(logits, xp.float32) if logits.dtype == ctx.backend.float16 else logits
+        z = xp.astype(logits, xp.float32) if is_low_precision(logits.dtype) else logits
         onehot = xp.astype(xp.arange(classes, device=logits.device)[None, :] == target[:, None], z.dtype)
         shifted = z - xp.max(z, axis=1, keepdims=True)
         exp = xp.exp(shifted)
@@ -61,7 +63,7 @@ class CrossEntropy(Function):
 
 class MSELoss(Function):
     """ℓ = d² elementwise, d = a - b (then the mean over its n elements, the sum, or none: ``reduction``);
-    dℓ/da = 2 d,  dℓ/db = -2 d. a and b come in one dtype: ``mse_loss`` hands float16 over in float32."""
+    dℓ/da = 2 d,  dℓ/db = -2 d. a and b come in one dtype: ``mse_loss`` hands float16 and bfloat16 over in float32."""
 
     @staticmethod
     def forward(ctx, a, b, reduction="mean"):
@@ -106,7 +108,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
     if tuple(input.shape) != target.shape:
         raise InputError(f"mse_loss: input shape {tuple(input.shape)} and target shape {target.shape} differ")
     dtype = input.dtype  # of the result
-    if np.float16 in (input.dtype, target.dtype):  # float16: a - b and the sums in float32 (or the wider dtype)
+    if is_low_precision(input.dtype) or is_low_precision(target.dtype):  # a - b and the sums in float32 (or wider)
         compute = np.promote_types(np.result_type(input.dtype, target.dtype), np.float32)
         input, target = input.astype(compute), target.astype(compute)
     return MSELoss.apply(input, target, reduction=reduction).astype(dtype)

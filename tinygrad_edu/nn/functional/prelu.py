@@ -5,6 +5,7 @@ slope or one per channel."""
 from __future__ import annotations
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import is_low_precision
 from tinygrad_edu.nn.functional._activation_args import check_float
 from tinygrad_edu.tensor import Tensor
 
@@ -17,8 +18,8 @@ class PRelu(Function):
         dL/da = Σ g·x over the elements where x <= 0      (per channel: summed over every axis but axis 1)
 
     (He et al., eq. 4: da sums over every position its slope is used at.) At the kink x = 0, dL/dx is a·g (``x > 0``
-    is false there), as in PyTorch; x = 0 adds 0 to dL/da either way. float16 inputs: the sum for dL/da is
-    accumulated in float32, then rounded to the weight's dtype.
+    is false there), as in PyTorch; x = 0 adds 0 to dL/da either way. float16 and bfloat16 inputs: the sum for dL/da
+    is accumulated in float32, then rounded to the weight's dtype.
     """
 
     @staticmethod
@@ -42,7 +43,7 @@ class PRelu(Function):
         grad_a = None
         if ctx.needs_input_grad[1]:
             gx = xp.where(positive, 0.0, g * x)  # g·x where x <= 0
-            if gx.dtype == ctx.backend.float16:
+            if is_low_precision(gx.dtype):
                 gx = xp.astype(gx, xp.float32)
             axes = tuple(i for i in range(x.ndim) if a.shape[i] == 1)  # every axis the slope is broadcast along
             grad_a = xp.reshape(xp.astype(xp.sum(gx, axis=axes), a.dtype), ctx.weight_shape)

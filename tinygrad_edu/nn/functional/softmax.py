@@ -1,7 +1,7 @@
 """Softmax as one op (Bridle 1990, "Probabilistic interpretation of feedforward classification network outputs"):
 scores to a probability distribution along one axis, shifted by their max first so that exp never overflows.
 
-``softmax_along`` (the checks, the dim and dtype arguments and the float16 compute dtype) is shared with
+``softmax_along`` (the checks, the dim and dtype arguments and the float16/bfloat16 compute dtype) is shared with
 ``log_softmax``."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from tinygrad_edu import arguments
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import accumulate_dtype, is_floating
 from tinygrad_edu.nn.functional._activation_args import check_dim, check_float
 from tinygrad_edu.tensor import Tensor
 
@@ -27,8 +28,8 @@ class SoftmaxFunction(Function):
         dL/dx = y ⊙ (g - Σ_j g_j y_j)          (the sum along ``dim``, kept as a size-1 axis)
 
     Each row of dL/dx sums to 0 (Σ_i y_i = 1): adding a constant to a row does not change its softmax. A 0-d x is
-    its own row (y = 1). ``softmax`` hands float16 input over in float32 (the shifted exp and both sums) and rounds
-    y to float16 once, so logits such as 12 whose exp (≈ 1.6e5) overflows float16's 65504 still come out right;
+    its own row (y = 1). ``softmax`` hands float16 (and bfloat16) input over in float32 (the shifted exp and both
+    sums) and rounds y to the input's dtype once, so logits such as 12 whose exp (≈ 1.6e5) overflows float16's 65504 still come out right;
     the backward sums in float32 too. Forward saves y.
     """
 
@@ -54,13 +55,13 @@ def softmax_along(op: str, function: type[Function], input: Tensor, dim: Any, st
                   dtype: Any) -> Tensor:
     """``function.apply`` along ``dim`` for ``softmax`` and ``log_softmax`` (``op``): ``input`` cast to ``dtype``
     when given, the dim checked (None: PyTorch's implicit choice, which warns at ``stacklevel`` above the caller),
-    and float16 computed in float32 by differentiable casts (the output rounded to float16 once)."""
+    and float16 and bfloat16 computed in float32 by differentiable casts (the output rounded to the input's dtype once)."""
     input = _dtype_arg(op, input, dtype)
     if dim is None:
         dim = _softmax_dim(op, input.ndim, stacklevel + 1)
     check_float(op, "input", input)
     dim = _dim(op, dim, input.shape)
-    compute = np.dtype(np.float32) if input.dtype == np.float16 else input.dtype
+    compute = accumulate_dtype(input.dtype)
     return function.apply(input.astype(compute), dim=dim).astype(input.dtype)
 
 
@@ -94,7 +95,7 @@ def _dtype_arg(op: str, input: Tensor, dtype: Any) -> Tensor:  # noqa: A002
         target = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"{op}: dtype must be a floating-point dtype such as 'float32', got {dtype!r}") from exc
-    if target.kind != "f":
+    if not is_floating(target):
         raise TypeError(f"{op}: dtype must be a floating-point dtype such as 'float32', got {target}")
     return input.astype(target)
 

@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from tinygrad_edu.autograd import Function, InputError
+from tinygrad_edu.dtypes import is_floating, is_low_precision
 from tinygrad_edu.tensor import Tensor
 
 
@@ -56,7 +57,7 @@ def weight_norm(v: Tensor, g: Tensor, dim: int | None = 0) -> Tensor:
     for name, t in (("v", v), ("g", g)):
         if not isinstance(t, Tensor):
             raise TypeError(f"weight_norm: {name} must be a Tensor, got {type(t).__name__}")
-        if t.dtype.kind != "f":
+        if not is_floating(t.dtype):
             raise TypeError(f"weight_norm: {name} must be a floating-point tensor, got dtype {t.dtype}")
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral)):
         raise TypeError(f"weight_norm: dim must be an int or None, got {type(dim).__name__}")
@@ -74,7 +75,8 @@ def weight_norm(v: Tensor, g: Tensor, dim: int | None = 0) -> Tensor:
     if g.shape not in expected:
         raise InputError(f"weight_norm: g has shape {g.shape}, expected {' or '.join(map(str, expected))} "
                          f"for v of shape {v.shape} and dim={dim if dim != -1 else None}")
-    # one compute dtype for both: float32 when either is float16 (the norm accumulates in float32), else the wider
+    # one compute dtype for both: float32 when either is float16 or bfloat16 (the norm accumulates in float32), else the
+    # wider
     out = np.result_type(v.dtype, g.dtype)
-    compute = np.dtype(np.float32) if np.float16 in (v.dtype, g.dtype) else out
+    compute = np.dtype(np.float32) if is_low_precision(v.dtype) or is_low_precision(g.dtype) else out
     return WeightNormFunction.apply(v.astype(compute), g.astype(compute), dim=dim).astype(out)

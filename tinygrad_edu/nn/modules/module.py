@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tinygrad_edu.backend import canonical_device, get_backend
+from tinygrad_edu.dtypes import bfloat16, is_floating
 from tinygrad_edu.tensor import Tensor
 
 
@@ -33,8 +34,8 @@ class Module:
     """Base class of layers, as ``torch.nn.Module``: assign Parameters, buffers and sub-Modules as attributes.
 
     ``parameters()`` and ``named_parameters()`` find them (depth first, in assignment order), ``train()``/``eval()``
-    set ``self.training`` everywhere below, ``to(device, dtype)`` moves and casts everything (``half()``, ``float()``,
-    ``double()`` cast), ``state_dict()`` returns NumPy copies.
+    set ``self.training`` everywhere below, ``to(device, dtype)`` moves and casts everything (``half()``,
+    ``bfloat16()``, ``float()``, ``double()`` cast), ``state_dict()`` returns NumPy copies.
     """
 
     def __init__(self) -> None:
@@ -119,7 +120,7 @@ class Module:
     def to(self, device: Any = None, dtype: Any = None, non_blocking: bool = False) -> Module:
         """Move and/or cast every parameter and buffer in place, as ``torch.nn.Module.to``; returns ``self``.
 
-        The forms: ``to("cuda")``, ``to(tg.float16)``, ``to("cpu", "float16")``, ``to(device=..., dtype=...)``,
+        The forms: ``to("cuda")``, ``to(tg.float16)``, ``to("cpu", "bfloat16")``, ``to(device=..., dtype=...)``,
         ``to(tensor)`` (that tensor's device and dtype); a dtype name alone, ``to("float16")``, is read as the
         dtype. The Parameter objects stay the same (optimizers keep working); only their arrays are replaced.
 
@@ -140,8 +141,8 @@ class Module:
             raise type(exc)(f"{type(self).__name__}.to: {exc}") from None
         target = _float_dtype(f"{type(self).__name__}.to", dtype) if dtype is not None else None
         tensors = self._unique_tensors()
-        if target is not None:
-            _check_float16(f"{type(self).__name__}.to", target, tensors, backend)
+        if target is not None or backend is not None:
+            _check_devices_have(f"{type(self).__name__}.to", target, tensors, backend)
         if backend is not None:
             for tensor in tensors:
                 if tensor.backend is not backend:
@@ -158,6 +159,11 @@ class Module:
         integer buffers stay as they are. Returns ``self``."""
         return self._cast_to("half", np.dtype(np.float16))
 
+    def bfloat16(self) -> Module:
+        """Cast every floating-point parameter and buffer to bfloat16 (``tg.bfloat16``) in place
+        (``torch.nn.Module.bfloat16``; see ``half``). A device without bfloat16 refuses, and nothing changes."""
+        return self._cast_to("bfloat16", bfloat16)
+
     def float(self) -> Module:
         """Cast every floating-point parameter and buffer to float32 in place (see ``half``)."""
         return self._cast_to("float", np.dtype(np.float32))
@@ -168,7 +174,7 @@ class Module:
 
     def _cast_to(self, method: str, dtype: np.dtype) -> Module:
         tensors = self._unique_tensors()
-        _check_float16(f"{type(self).__name__}.{method}", dtype, tensors, None)
+        _check_devices_have(f"{type(self).__name__}.{method}", dtype, tensors, None)
         _cast_floating(tensors, dtype)
         return self
 
@@ -240,7 +246,7 @@ class Module:
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
 
-# -- helpers of to() / half() / float() / double() -----------------------------------------------------------------
+# -- helpers of to() / half() / bfloat16() / float() / double() ------------------------------------------------------
 class IncompatibleKeys(NamedTuple):
     """What ``Module.load_state_dict`` returns, as PyTorch: the keys the state lacked and those it had in excess."""
 
@@ -250,7 +256,7 @@ class IncompatibleKeys(NamedTuple):
 
 def _dtype_class(dtype: Any) -> str:
     """``"floating"``, ``"integer"``, ``"boolean"`` or ``"complex"``: dtypes of one class load into each other."""
-    kind = np.dtype(dtype).kind
+    kind = "f" if is_floating(dtype) else np.dtype(dtype).kind
     return {"f": "floating", "i": "integer", "u": "integer", "b": "boolean", "c": "complex"}.get(kind, str(dtype))
 
 
@@ -275,25 +281,26 @@ def _float_dtype(where: str, dtype: Any) -> np.dtype:
         target = np.dtype(dtype)
     except TypeError:
         target = None
-    if target is None or target.kind != "f":
+    if target is None or not is_floating(target):
         raise TypeError(f"{where}: dtype must be a floating-point dtype (float16, float32 or float64), got {dtype!r}")
     return target
 
 
-def _check_float16(where: str, dtype: np.dtype, tensors: list[Tensor], backend: Any) -> None:
-    """TypeError, before anything changes, when float16 is asked for on a device without it ("strict")."""
-    if dtype != np.float16:
-        return
+def _check_devices_have(where: str, dtype: np.dtype | None, tensors: list[Tensor], backend: Any) -> None:
+    """TypeError, before anything changes, when a dtype is asked for on a device without it (float16 and bfloat16 on
+    "strict", bfloat16 on CUDA): each tensor in the dtype it will have (``dtype`` for the floating ones, when given)
+    on the device it will be on (``backend`` for a move, else its own)."""
     for tensor in tensors:
         device = backend or tensor.backend
-        if tensor.dtype.kind == "f" and device.float16 is None:
-            raise TypeError(f"{where}: device {device.name!r} has no float16")
+        wanted = dtype if dtype is not None and is_floating(tensor.dtype) else tensor.dtype
+        if not device.has_dtype(wanted):
+            raise TypeError(f"{where}: device {device.name!r} has no {wanted}")
 
 
 def _cast_floating(tensors: list[Tensor], dtype: np.dtype) -> None:
     """Cast the floating-point tensors (and their gradients) to ``dtype`` in place; others are left alone."""
     for tensor in tensors:
-        if tensor.dtype.kind != "f" or tensor.dtype == dtype:
+        if not is_floating(tensor.dtype) or tensor.dtype == dtype:
             continue
         xp, target = tensor.backend.xp, tensor.backend.dtype(dtype)
         tensor.data = xp.astype(tensor.data, target)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tinygrad_edu.backend import get_backend
+from tinygrad_edu.dtypes import is_low_precision
 from tinygrad_edu.nn.functional.layer_norm import layer_norm, normalized_shape_arg
 from tinygrad_edu.nn.functional.linear import linear
 from tinygrad_edu.nn.functional.weight_norm import weight_norm
@@ -68,7 +69,7 @@ class WeightNormLinear(Module):
         xp, dtype = backend.xp, dtype or "float32"
         bound = 1 / math.sqrt(in_features)
         v = backend.uniform((out_features, in_features), -bound, bound, dtype)
-        wide = xp.astype(v, xp.float32) if v.dtype == backend.float16 else v
+        wide = xp.astype(v, xp.float32) if is_low_precision(v.dtype) else v
         g = xp.astype(xp.sqrt(xp.sum(wide * wide, axis=1, keepdims=True)), v.dtype)
         self.weight_g = Parameter(Tensor._wrap(g, backend))
         self.weight_v = Parameter(Tensor._wrap(v, backend))

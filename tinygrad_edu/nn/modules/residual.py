@@ -63,17 +63,18 @@ class ResidualBlock(Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: str = "projection",
                  survival_prob: float = 1.0, device: str | None = None, dtype=None):
         super().__init__()
+        layer = type(self).__name__  # errors name the class built (SwapoutBlock is a subclass)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"ResidualBlock: {name} must be a positive int, got {value!r}")
+                raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
         if shortcut not in ("projection", "zeros"):
-            raise ValueError(f"ResidualBlock: shortcut must be 'projection' or 'zeros', got {shortcut!r}")
+            raise ValueError(f"{layer}: shortcut must be 'projection' or 'zeros', got {shortcut!r}")
         if shortcut == "zeros" and out_channels < in_channels:
-            raise ValueError(f"ResidualBlock: the 'zeros' shortcut pads channels, so it needs out_channels >= "
+            raise ValueError(f"{layer}: the 'zeros' shortcut pads channels, so it needs out_channels >= "
                              f"in_channels, got in_channels={in_channels}, out_channels={out_channels}")
         self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
         self.shortcut_kind = shortcut
-        self.survival_prob = _check_survival("ResidualBlock", survival_prob)
+        self.survival_prob = _check_survival(layer, survival_prob)
         kw = {"device": device, "dtype": dtype}
         self.residual = Sequential(  # F(x)
             Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, **kw),
@@ -100,12 +101,17 @@ class ResidualBlock(Module):
         extra = self.out_channels - self.in_channels
         return sub.pad(((0, 0), (0, extra), (0, 0), (0, 0))) if extra else sub
 
-    def forward(self, x: Tensor) -> Tensor:
+    def check_input(self, x: Tensor) -> None:
+        """TypeError unless ``x`` is a Tensor, InputError unless its shape is (N, in_channels, H, W)."""
+        layer = type(self).__name__
         if not isinstance(x, Tensor):
-            raise TypeError(f"ResidualBlock: input must be a Tensor, got {type(x).__name__}")
+            raise TypeError(f"{layer}: input must be a Tensor, got {type(x).__name__}")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"ResidualBlock: expected an input of shape (N, {self.in_channels}, H, W), got shape "
+            raise InputError(f"{layer}: expected an input of shape (N, {self.in_channels}, H, W), got shape "
                              f"{tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
         p = self.survival_prob
         if self.training:
             if not _survives(x, p):
