@@ -30,11 +30,14 @@ from tinygrad_edu.benchmarks import bench_mlp_step
 import tinygrad_edu
 from tinygrad_edu.backend import ENV_VAR, default_device
 
-NAMES = ("mlp", "batchnorm", "conv2d", "fp16", "cuda", "ddp")
+NAMES = ("mlp", "batchnorm", "conv2d", "fp16", "bf16", "dfp16", "cuda", "ddp")
 
-#: settings per mode: (mlp configs, batchnorm shapes, conv2d configs, fp16 sizes, cuda n, ddp: "quick"/"default")
-QUICK = dict(mlp=("a", "b"), batchnorm=[(100, 32)], conv2d=("a",), fp16=(256,), cuda=1024, ddp="quick")
-FULL = dict(mlp=("a", "b"), batchnorm=None, conv2d=("a", "b"), fp16=(1024,), cuda=4096, ddp="default")
+#: settings per mode: (mlp configs, batchnorm shapes, conv2d configs, fp16/bf16/dfp16 sizes, cuda n, ddp:
+#: "quick"/"default")
+QUICK = dict(mlp=("a", "b"), batchnorm=[(100, 32)], conv2d=("a",), fp16=(256,), bf16=(256,), dfp16=(256,), cuda=1024,
+             ddp="quick")
+FULL = dict(mlp=("a", "b"), batchnorm=None, conv2d=("a", "b"), fp16=(1024,), bf16=(1024,), dfp16=(1024,), cuda=4096,
+            ddp="default")
 
 #: what the target and ok columns say for a row whose target does not apply (other sizes, or --quick's timing)
 NOT_APPLICABLE = "n/a"
@@ -152,7 +155,14 @@ def main(quick: bool = False, repeats: int | None = None, only: list[str] | None
     """Run the selected benchmarks, print the header and the table; returns 0 (targets missed are shown as NO:
     a noisy shared machine is not an error), or 1 when a benchmark failed (its agreement check, or it raised).
     With ``quick`` no row is held to its target (``n/a``): its sizes and short timing blocks are not the targets'."""
-    from tinygrad_edu.benchmarks import bench_batchnorm, bench_conv2d, bench_distributed, bench_fp16_matmul
+    from tinygrad_edu.benchmarks import (
+        bench_batchnorm,
+        bench_bf16_matmul,
+        bench_conv2d,
+        bench_dfp16_matmul,
+        bench_distributed,
+        bench_fp16_matmul,
+    )
 
     settings = QUICK if quick else FULL
     repeats = repeats or (1 if quick else 5)
@@ -174,6 +184,8 @@ def main(quick: bool = False, repeats: int | None = None, only: list[str] | None
         "batchnorm": lambda: bench_batchnorm.suite_rows(repeats, torch, settings["batchnorm"] or bench_batchnorm.SHAPES),
         "conv2d": lambda: bench_conv2d.suite_rows(repeats, torch, settings["conv2d"]),
         "fp16": lambda: bench_fp16_matmul.suite_rows(max(repeats, 3), torch, settings["fp16"]),
+        "bf16": lambda: bench_bf16_matmul.suite_rows(max(repeats, 3), torch, settings["bf16"]),
+        "dfp16": lambda: bench_dfp16_matmul.suite_rows(max(repeats, 3), torch, settings["dfp16"]),
         "cuda": lambda: cuda_rows(cupy, settings["cuda"], max(repeats, 5)) if cupy is not None else [],
         # launches its own MPI processes (mpiexec); no rows where mpi4py or the launcher is missing
         "ddp": lambda: bench_distributed.suite_rows(repeats, torch, getattr(bench_distributed, settings["ddp"].upper())),

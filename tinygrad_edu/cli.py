@@ -2,7 +2,7 @@
 
     tinygrad-edu gradcheck [NAME ...] [--device cpu|cuda|strict] [--dtype float64|float32|float16] [--seed N] [--trials K]
     tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
-                       [--depth D] [--width W] [--device cpu|cuda|cuda:N|strict] [--precision fp32|mixed16] [--epochs N]
+                       [--depth D] [--width W] [--device cpu|cuda|cuda:N|strict] [--precision fp32|mixed16|mixed-bf16|dfp16] [--epochs N]
                        [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
                        [--save FILE] [--no-progress] [--distributed [--sync-bn]]
     mpirun -n K tinygrad-edu train --distributed ...      (data parallel over K processes)
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinygrad_edu import dtypes
 from tinygrad_edu.backend import (
     ENV_VAR,
     Backend,
@@ -307,8 +308,9 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
                         help=f"cpu (NumPy), cuda or cuda:N (CuPy), or strict (array_api_strict, for tests) "
                              f"(default: ${ENV_VAR}, else cpu)")
     parser.add_argument("--precision", **_one_of(*t.PRECISIONS), default=d.precision,
-                        help="fp32, or mixed16: float16 model, float32 master weights and loss scaling "
-                             "(default: fp32)")
+                        help="fp32; mixed16: float16 model, float32 master weights and loss scaling; mixed-bf16: "
+                             "the same in bfloat16, without loss scaling (CPU); dfp16: the Linear layers' matrix "
+                             "products on INT16 with a shared exponent, INT32 sums, float32 weights (default: fp32)")
     parser.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"(default: {d.epochs})")
     parser.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"(default: {d.batch_size})")
     parser.add_argument("--lr", type=_positive_float, default=d.lr,
@@ -376,8 +378,9 @@ def _run_train(args: argparse.Namespace) -> int:
                                precision=args.precision, distributed=args.distributed, sync_bn=args.sync_bn)
     except ValueError as exc:
         return _usage_error("train", str(exc))
-    if config.precision == "mixed16" and backend.float16 is None:
-        return _usage_error("train", f"device {backend.name!r} has no float16: use --precision fp32")
+    low = t.LOW_PRECISION.get(config.precision)
+    if low is not None and not backend.has_dtype(getattr(dtypes, low)):
+        return _usage_error("train", f"device {backend.name!r} has no {low}: use --precision fp32")
     if config.dataset == "digits":
         try:
             import sklearn  # noqa: F401
@@ -446,6 +449,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if config.precision == "mixed16":
         skipped = history["skipped_steps"]
         extra = f"; loss scale {history['loss_scale']:g}, {skipped} skipped step{'' if skipped == 1 else 's'}"
+    elif config.precision == "mixed-bf16":
+        extra = "; no loss scaling"
     print(f"train accuracy {history['train_accuracy'][-1]:.3f}  test accuracy {history['test_accuracy'][-1]:.3f}  "
           f"({config.dataset}, {config.epochs} epochs, {timing}, {history['device']}, {config.precision}{extra})")
     return EXIT_OK
@@ -494,9 +499,9 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
                         help="small sizes and one short timing block each (seconds; for tests, not for numbers)")
     parser.add_argument("--repeats", type=_positive_int, default=None,
                         help="timed blocks per implementation (default: 5, or 1 with --quick)")
-    parser.add_argument("--only", nargs="+", **{**_one_of("mlp", "batchnorm", "conv2d", "fp16", "cuda", "ddp"),
+    parser.add_argument("--only", nargs="+", **{**_one_of("mlp", "batchnorm", "conv2d", "fp16", "bf16", "dfp16", "cuda", "ddp"),
                                                "metavar": "NAME"}, default=None,
-                        help="run only these: mlp, batchnorm, conv2d, fp16, cuda, ddp (default: all)")
+                        help="run only these: mlp, batchnorm, conv2d, fp16, bf16, dfp16, cuda, ddp (default: all)")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch rows even if it is installed")
 
 

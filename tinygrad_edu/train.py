@@ -19,7 +19,10 @@ Linear by ``Maxout(in, W, pieces=2)`` (the max of two affine maps already is the
 (normalization layers stay float32), the optimizer steps the FP32 masters, ``amp.GradScaler`` scales the loss
 (dynamic), and the loss is computed in float32 from the float16 logits. On the CPU the float16 matrix products run
 the CPU float16 kernel (``tinygrad_edu/backend/kernels/matmul_cpu.py``: float32 accumulation), on CUDA cuBLAS / our
-kernels.
+kernels. ``--precision mixed-bf16``: the same with bfloat16 (``amp.MasterWeights(model, dtype=bfloat16)``, CPU only):
+float32's exponent range, so no loss scaling. ``--precision dfp16`` (Das et al. 2018): every Linear's three matrix
+products run on INT16 mantissas with one shared exponent per tensor, summed in INT32 (``amp.dfp16.convert``); the
+weights stay float32 and are what the optimizer steps, no loss scaling.
 
 ``--distributed`` (``mpirun -n K tinygrad-edu train --distributed``): data-parallel training over K processes
 (``tinygrad_edu.distributed``; MPI on the CPU, NCCL with ``--device cuda``, one GPU per process). Every process builds
@@ -68,7 +71,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinygrad_edu import amp, datasets, nn, serialization
+from tinygrad_edu import amp, datasets, dtypes, nn, serialization
 from tinygrad_edu import distributed as dist
 from tinygrad_edu.autograd import no_grad
 from tinygrad_edu.backend import (
@@ -89,7 +92,9 @@ ACTIVATIONS = ("relu", "leaky_relu", "prelu", "crelu", "elu", "maxout")
 DATASETS = ("disc", "digits")
 #: the device strings ``TrainConfig.device`` and ``--device`` take (``None``/not given: the default device)
 DEVICES = ("cpu", "cuda", "cuda:N", "strict")
-PRECISIONS = ("fp32", "mixed16")
+PRECISIONS = ("fp32", "mixed16", "mixed-bf16", "dfp16")
+#: the storage dtype of the mixed-precision modes (their models run in it, through FP32 master weights)
+LOW_PRECISION = {"mixed16": "float16", "mixed-bf16": "bfloat16"}
 SCHEDULES = ("cosine", "constant")
 
 #: depth and width when not given: the course's net for disc; a shallower, wider one for the 64-pixel digits
@@ -446,14 +451,17 @@ def convert_legacy_checkpoint(source: str | os.PathLike, destination: str | os.P
     return LoadedCheckpoint(model, config, checkpoint)
 
 
-def _forward(model: nn.Module, x: Tensor, half: bool) -> Tensor:
-    """Logits in float32: a mixed-precision model reads float16 inputs and its float16 logits are cast back."""
-    return model(x.half()).float() if half else model(x)
+def _forward(model: nn.Module, x: Tensor, low: Any) -> Tensor:
+    """Logits in float32: a mixed-precision model (``low``: its float16 or bfloat16 dtype, else None) reads inputs in
+    that dtype and its logits are cast back."""
+    return model(x.astype(low)).float() if low is not None else model(x)
 
 
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, half: bool = False, batch_size: int = 1000
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, half: Any = False, batch_size: int = 1000
              ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` in evaluation mode (restores the mode it had)."""
+    """Mean cross-entropy and accuracy of ``model`` in evaluation mode (restores the mode it had). ``half``: True (a
+    float16 model), a low-precision dtype (float16, bfloat16) the model runs in, or False (float32)."""
+    half = np.float16 if half is True else (half or None)
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, x.shape[0]
@@ -489,8 +497,9 @@ def select_backend(config: TrainConfig) -> Backend:
     there), ``DeviceUnavailableError`` for a device that cannot be used, ``ValueError`` for mixed16 on a device
     without float16."""
     backend = get_backend(join_process_group(config) if config.distributed else config.device)
-    if config.precision == "mixed16" and backend.float16 is None:
-        raise ValueError(f"train: device {backend.name!r} has no float16; use precision='fp32'")
+    low = LOW_PRECISION.get(config.precision)
+    if low is not None and not backend.has_dtype(getattr(dtypes, low)):
+        raise ValueError(f"train: device {backend.name!r} has no {low}; use precision='fp32'")
     return backend
 
 
@@ -528,7 +537,8 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
 
 def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
     """The body of ``train`` on ``device`` (chosen and checked)."""
-    half = config.precision == "mixed16"
+    half = config.precision in LOW_PRECISION  # a model in float16 or bfloat16, through FP32 master weights
+    low = getattr(dtypes, LOW_PRECISION[config.precision]) if half else None
     world_size = dist.get_world_size() if config.distributed else 1
     main_process = dist.is_main_process() if config.distributed else True
     manual_seed(config.seed)  # every process builds the same model (DistributedDataParallel sends rank 0's anyway)
@@ -539,7 +549,9 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
 
     model = build_model(x_train_np.shape[1], num_classes, config.depth, config.width, config.norm,
                         config.activation, config.dropout, device=device)
-    master = amp.MasterWeights(model) if half else None
+    if config.precision == "dfp16":  # every Linear's products in DFP16 (the weights stay float32: their own masters)
+        model = amp.dfp16.convert(model)
+    master = amp.MasterWeights(model, dtype=low) if half else None
     if config.sync_bn:  # after MasterWeights, which keeps BatchNorm1d in float32; the parameters stay the same
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # the training steps call ``net``: the model itself, or the model wrapped to average gradients across processes
@@ -548,7 +560,9 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
     if ddp is not None and dist.get_rank() > 0:  # each process its own dropout masks (rank 0 keeps the usual stream)
         manual_seed(config.seed + dist.get_rank())
     optimizer = SGD(master.parameters() if half else model.parameters(), lr=config.lr, momentum=config.momentum)
-    scaler = amp.GradScaler(enabled=half)  # distributed: every process sees the same averaged gradients, so all skip
+    # float16 needs loss scaling (its exponent range), bfloat16 not; distributed: every process sees the same averaged
+    # gradients, so all skip together
+    scaler = amp.GradScaler(enabled=half and master.needs_loss_scaling)
     # cosine: η from lr down to 0 over the run, one value per epoch (one cycle of SGDR, no restart)
     scheduler = lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.epochs) \
         if config.schedule == "cosine" else None
@@ -584,7 +598,7 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
                 optimizer.zero_grad()
                 if half:  # float16 overflows while the scale is too large are expected: that step is skipped
                     with np.errstate(over="ignore", invalid="ignore"):
-                        loss = F.cross_entropy(_forward(net, xb, half), yb)
+                        loss = F.cross_entropy(_forward(net, xb, low), yb)
                         scaler.scale(loss).backward()
                     master.copy_grads_to_master()
                     scale = scaler.get_scale()
@@ -603,7 +617,7 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
             if world_size > 1:  # evaluate with rank 0's running statistics, as the next training forward would
                 ddp.sync_buffers()
             for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
-                split_loss, split_accuracy = evaluate(model, x, y, half)
+                split_loss, split_accuracy = evaluate(model, x, y, low or False)
                 history[f"{split}_loss"].append(split_loss)
                 history[f"{split}_accuracy"].append(split_accuracy)
             if bar is not None:
@@ -627,7 +641,8 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
     history["state_dict"] = master.state_dict() if half else model.state_dict()
     history["optimizer"], history["scheduler"], history["scaler"] = optimizer, scheduler, scaler
     if half:
-        history["loss_scale"], history["skipped_steps"] = scaler.get_scale(), skipped
+        history["loss_scale"] = scaler.get_scale() if master.needs_loss_scaling else None
+        history["skipped_steps"] = skipped
     if ddp is not None:
         history["allreduce_seconds"] = ddp.reducer_stats["seconds"]
     try:
@@ -639,7 +654,7 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
         "kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "config": asdict(config), "device": device,
         "in_features": int(x_train_np.shape[1]), "num_classes": num_classes, "model": history["state_dict"],
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if half else None, "rng": rng, "epoch": config.epochs, "metrics": metrics,
+        "scaler": scaler.state_dict() if half and master.needs_loss_scaling else None, "rng": rng, "epoch": config.epochs, "metrics": metrics,
         "world_size": world_size,
     }
     return history
