@@ -41,6 +41,8 @@ from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
+#: The scale's range: float32's smallest normal number (the floor a long run of overflows stops at) and largest.
+MIN_SCALE, MAX_SCALE = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 
 
 def _float32(value: float) -> float:
@@ -61,8 +63,9 @@ class GradScaler:
     * ``step(optimizer)``: ``unscale_`` if it was not called, then ``optimizer.step()`` unless an inf/NaN was
       found (then nothing is touched: weights, momentum, Adam's moments and step count). Returns what
       ``optimizer.step`` returned, or None when skipped;
-    * ``update(new_scale=None)``: on overflow (in any optimizer stepped since the last update) S ← S·backoff and
-      the count of good steps restarts; otherwise the count grows and S ← S·growth when it reaches
+    * ``update(new_scale=None)``: on overflow (in any optimizer stepped since the last update) S ← S·backoff (never
+      below ``MIN_SCALE``, float32's smallest normal number, so that a long run of overflows cannot drive S to 0 for
+      good, as PyTorch's can) and the count of good steps restarts; otherwise the count grows and S ← S·growth when it reaches
       ``growth_interval`` (if S·growth is finite in float32), the count restarting. ``new_scale`` sets S instead.
 
     Static mode (``dynamic=False``): S stays ``init_scale`` forever (``update()`` only forgets the per-step
@@ -87,8 +90,9 @@ class GradScaler:
             raise TypeError(f"GradScaler: growth_interval must be an int, got {growth_interval!r}")
         self._enabled, self._dynamic = bool(enabled), bool(dynamic)
         if self._enabled:
-            if not init_scale > 0 or not math.isfinite(_float32(init_scale)):
-                raise ValueError(f"GradScaler: init_scale must be > 0 and finite in float32, got {init_scale!r}")
+            if not 0 < _float32(init_scale) < math.inf:
+                raise ValueError(f"GradScaler: init_scale must be a positive number that float32 holds (between "
+                                 f"{MIN_SCALE:g} and {MAX_SCALE:g}), got {init_scale!r}")
             if self._dynamic and not growth_factor > 1.0:
                 raise ValueError(f"GradScaler: The growth factor must be > 1.0, got {growth_factor!r}")
             if self._dynamic and not 0.0 < backoff_factor < 1.0:
@@ -184,8 +188,10 @@ class GradScaler:
                     raise ValueError("GradScaler.update: new_scale should be a float or a 1-element Tensor with "
                                      "requires_grad=False")
                 new_scale = new_scale.item()
-            if isinstance(new_scale, bool) or not isinstance(new_scale, numbers.Real) or not new_scale > 0:
-                raise ValueError(f"GradScaler.update: new_scale must be a positive number, got {new_scale!r}")
+            if isinstance(new_scale, bool) or not isinstance(new_scale, numbers.Real) or not (
+                    0 < _float32(new_scale) < math.inf):
+                raise ValueError(f"GradScaler.update: new_scale must be a positive number that float32 holds "
+                                 f"(between {MIN_SCALE:g} and {MAX_SCALE:g}), got {new_scale!r}")
             self._scale = _float32(new_scale)
         else:
             found = [s["found_inf"] for s in self._per_optimizer_states.values() if s["found_inf"] is not None]
@@ -197,8 +203,8 @@ class GradScaler:
 
     def _update_scale(self, found_inf: bool) -> None:
         """PyTorch's ``_amp_update_scale_``, in float32."""
-        if found_inf:
-            self._scale = _float32(np.float32(self._scale) * np.float32(self._backoff_factor))
+        if found_inf:  # never down to 0: from 0, no growth could ever recover (PyTorch's scale can reach it)
+            self._scale = max(_float32(np.float32(self._scale) * np.float32(self._backoff_factor)), MIN_SCALE)
             self._growth_tracker = 0
             return
         successful = self._growth_tracker + 1

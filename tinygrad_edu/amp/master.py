@@ -113,6 +113,7 @@ class MasterWeights:
                 raise TypeError(f"MasterWeights: parameter {name} is on device {p.device!r}, which has no {dtype}")
         kept = {id(p) for m in model.modules() if isinstance(m, keep_fp32) for p in m._parameters.values()}
         self.model, self.keep_fp32, self.dtype = model, tuple(keep_fp32), dtype
+        self._model_parameters = [p for _, p in named]  # the model's parameters, in the order of the masters
         self._masters: OrderedDict[str, Parameter] = OrderedDict()
         self._pairs: list[tuple[Parameter, Parameter]] = []  # (FP16 model parameter, its FP32 master)
         # everything checked: now convert the model
@@ -147,9 +148,22 @@ class MasterWeights:
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         yield from self._masters.items()
 
+    def _check_parameters(self, op: str) -> None:
+        """Raise if the model's parameters are no longer the ones the masters were made for (a layer added or
+        replaced after ``MasterWeights`` was built would silently never train)."""
+        current = [(name, id(p)) for name, p in self.model.named_parameters()]
+        known = {name: id(p) for name, p in zip(self._masters, self._model_parameters)}
+        changed = [name for name, ident in current if known.get(name) != ident]
+        gone = sorted(set(known) - {name for name, _ in current})
+        if changed or gone:
+            raise RuntimeError(f"MasterWeights.{op}: the model's parameters changed after MasterWeights was built "
+                               f"(new or replaced: {changed or 'none'}; removed: {gone or 'none'}): they have no "
+                               f"master and would never train. Build MasterWeights once the model is complete.")
+
     # -- the two copies of a step -----------------------------------------------------------------------------------
     def copy_grads_to_master(self) -> None:
         """Move the model's FP16 gradients into the masters' ``.grad`` as FP32 (exact), clearing the model's."""
+        self._check_parameters("copy_grads_to_master")
         for p, master in self._pairs:
             if p.grad is None:
                 master.grad = None
@@ -173,6 +187,7 @@ class MasterWeights:
     # -- saving and restoring ---------------------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """``model.state_dict()`` with each FP16 parameter replaced by its FP32 master (host copies)."""
+        self._check_parameters("state_dict")
         state = self.model.state_dict()
         for name, master in self._masters.items():
             state[name] = master.numpy().copy()
@@ -181,6 +196,7 @@ class MasterWeights:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Load parameters into the masters (and the FP32 layers) and buffers into the model, then refresh the FP16
         model from the masters. Names and shapes are checked before anything changes."""
+        self._check_parameters("load_state_dict")
         model_state = self.model.state_dict()
         missing, unexpected = sorted(set(model_state) - set(state)), sorted(set(state) - set(model_state))
         if missing or unexpected:

@@ -64,7 +64,9 @@ class Mean(Function):
 class _Extremum(Function):
     """z = max (or min) of x over the axes;  dL/dx = g / k at each of the k elements equal to z, 0 elsewhere.
 
-    Sharing the gradient among ties is what central differences measure, and keeps Σ dL/dx = g.
+    Sharing the gradient among ties is what central differences measure, and keeps Σ dL/dx = g. A NaN is the
+    extreme of its group (NaN propagates, as in PyTorch), so the NaNs share the gradient: max([1, NaN, 3]) sends
+    g to the NaN.
     """
 
     reduce_name = ""
@@ -81,7 +83,7 @@ class _Extremum(Function):
     def backward(ctx, g):
         xp = ctx.xp
         x, z = ctx.saved_tensors
-        is_extreme = xp.astype(x == z, g.dtype)
+        is_extreme = xp.astype((x == z) | (xp.isnan(x) & xp.isnan(z)), g.dtype)  # (NaN == NaN is False)
         ties = xp.sum(is_extreme, axis=ctx.axis, keepdims=True)
         return is_extreme * (_keep(xp, g, ctx.x_shape, ctx.axis, ctx.keepdims) / ties)
 
@@ -101,7 +103,8 @@ class Min(_Extremum):
 class Var(Function):
     """v = Σ (x - m)² / (n - correction), m the mean over the axes;  dL/dx = g · 2 (x - m) / (n - correction).
 
-    (The term through m vanishes: Σ (x - m) = 0.) With n - correction <= 0 the variance is NaN, as in PyTorch.
+    (The term through m vanishes: Σ (x - m) = 0.) With n - correction <= 0 the divisor is 0, as in PyTorch: the
+    variance is inf (NaN where every x equals m: 0/0), and so is its gradient.
     Low-precision inputs (float16, bfloat16) are centered, squared and summed in float32.
     """
 
@@ -113,7 +116,7 @@ class Var(Function):
         centered = xf - xp.mean(xf, axis=axis, keepdims=True)
         ctx.save_for_backward(centered)
         ctx.x_shape, ctx.axis, ctx.keepdims = tuple(x.shape), axis, keepdims
-        ctx.inverse_dof = 1 / (n - correction) if n > correction else math.nan
+        ctx.inverse_dof = 1 / (n - correction) if n > correction else math.inf
         v = xp.sum(centered * centered, axis=axis, keepdims=keepdims) * ctx.inverse_dof
         return xp.astype(v, x.dtype)
 

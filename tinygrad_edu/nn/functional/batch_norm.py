@@ -245,6 +245,8 @@ def batch_norm(
         if isinstance(momentum, bool) or not isinstance(momentum, Real):
             raise TypeError(f"batch_norm: momentum must be a number, got {momentum!r}")
         check_more_than_one_value("batch_norm", input)
+        if input.numel() == 0:  # an empty batch has no statistics: the running ones stay as they are (PyTorch)
+            running_mean = running_var = None
         stats = dict(running_mean=_data(running_mean), running_var=_data(running_var), momentum=float(momentum),
                      eps=float(eps))
         if input.dtype == np.float16 and input.backend.kernel("batch_norm_fp16_forward") is not None:
