@@ -85,7 +85,7 @@ def _bad_grad():
     layer = nn.Linear(2, 2)
     optimizer = optim.SGD(layer.parameters(), lr=0.1)
     layer.weight.grad = f32(2, 2)
-    object.__setattr__(layer.bias, "grad", f32(3))  # (assigning .grad the usual way refuses a wrong shape already)
+    layer.bias._grad = f32(3)  # (assigning .grad refuses a wrong shape already: this is what a bug inside could do)
     optimizer.step()
 
 
@@ -248,6 +248,9 @@ EXAMPLES = {
     "truth-value": lambda _: bool(f32(2)),
     "requires-grad-int": lambda _: tg.Tensor([1, 2], requires_grad=True),
     "bad-data": lambda _: tg.Tensor(["a"]),
+    "ragged-data": lambda _: tg.Tensor([[1.0, 2.0], [3.0]]),
+    "index-dtype": lambda _: tg.Tensor([1.0, 2.0, 3.0])[tg.Tensor([0.0, 1.0])],
+    "grad-assign": lambda _: setattr(nn.Linear(2, 2).weight, "grad", tg.Tensor(np.ones((3, 2), np.float32))),
     "where-condition": lambda _: tg.where(f32(2), f32(2), f32(2)),
     "promote-bool-sub": lambda _: b - b,
     "promote-bool-neg": lambda _: -b,

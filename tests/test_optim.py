@@ -233,7 +233,7 @@ def test_adam_trains_the_disc_problem(device):
 def test_zero_grad_sets_to_none_or_zeroes_in_place():
     p = _param([1.0, 2.0], "cpu")
     opt = optim.Adam([p])
-    p.grad = Tensor([3.0, 4.0])
+    p.grad = Tensor([3.0, 4.0], dtype=p.dtype)
     array = p.grad.data
     opt.zero_grad(set_to_none=False)
     assert p.grad.data is array and np.array_equal(array, [0.0, 0.0])

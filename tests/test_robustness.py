@@ -134,3 +134,24 @@ def test_wrong_results_found_by_outside_suites():
     y = tg.Tensor([[2.0, np.nan], [np.nan, np.nan]], requires_grad=True)
     y.min(axis=1).sum().backward()
     np.testing.assert_array_equal(y.grad.numpy(), [[0.0, 1.0], [0.5, 0.5]])
+
+
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (lambda tg, nn: tg.Tensor([[1.0, 2.0], [3.0]]), ValueError, r"rows have different lengths \(a ragged list\)"),
+    (lambda tg, nn: tg.Tensor(np.array([{"a": 1}], dtype=object)), TypeError, r"cannot make a tensor of dtype object"),
+    (lambda tg, nn: nn.Linear(2, 2)(tg.Tensor(np.array([[1, 2]], dtype=object))), TypeError, r"of dtype object"),
+    (lambda tg, nn: tg.Tensor([2**70]), TypeError, r"the integer 1180591620717411303424 does not fit in int64"),
+    (lambda tg, nn: tg.Tensor([1.0, 2.0])[tg.Tensor([0.0])], IndexError, r"must hold integers or booleans, got "
+                                                                          r"dtype float32"),
+    (lambda tg, nn: tg.Tensor(np.ones((2, 3))).sum(axis=1.5), TypeError, r"sum\(\): dim must be an int or a tuple"),
+    (lambda tg, nn: (tg.Tensor([1.0, 2.0], requires_grad=True) * 2).backward(np.array(["a", "b"])), TypeError,
+     r"backward\(\): grad must hold numbers, got ndarray of dtype <U1"),
+    (lambda tg, nn: setattr(nn.Linear(2, 2).weight, "grad", np.ones((2, 2))), TypeError,
+     r"assigned grad must be a Tensor or None, got ndarray"),
+])
+def test_clear_messages_where_numpy_raised_its_own(make, error, message):
+    import tinygrad_edu as tg
+    from tinygrad_edu import nn
+
+    with pytest.raises(error, match=message):
+        make(tg, nn)

@@ -270,9 +270,18 @@ def index(index: Any, tensor: Tensor) -> Any:
         if hasattr(item, "backend"):
             if item.backend is not tensor.backend:
                 raise RuntimeError(f"indexing: index on {item.device}, tensor on {tensor.device}")
+            kind = item.dtype.kind
             item = item.data
         elif isinstance(item, (list, np.ndarray)):
-            item = tensor.backend.asarray(np.asarray(item))
+            host = np.asarray(item)
+            if host.size == 0:  # x[[]]: an empty list of positions
+                host = host.astype(np.int64)
+            kind, item = host.dtype.kind, tensor.backend.asarray(host)
+        else:
+            kind = "i"
+        if kind not in "biu":
+            raise IndexError(f"indexing: an index tensor or array must hold integers or booleans, got dtype "
+                             f"{getattr(item, 'dtype', kind)} (cast it: .long() or .astype('int64'))")
         items.append(item)
     if not any(i is Ellipsis or hasattr(i, "shape") for i in items):  # `is`: `in` would compare arrays with ==
         items.append(Ellipsis)
@@ -296,10 +305,26 @@ def upstream(grad: Any, tensor: Tensor) -> Any:
             raise RuntimeError(f"backward(): grad is on {grad.device} but the tensor is on {tensor.device}")
         array = backend.xp.asarray(grad.data, copy=True)
     else:
-        array = backend.asarray(grad, tensor.dtype)
+        host = np.asarray(grad)
+        if host.dtype.kind not in "biuf":
+            raise TypeError(f"backward(): grad must hold numbers, got {type(grad).__name__} of dtype {host.dtype}")
+        array = backend.asarray(host, tensor.dtype)
     if tuple(array.shape) != tensor.shape:
         raise ValueError(f"backward(): grad has shape {tuple(array.shape)}, the tensor has shape {tensor.shape}")
     return array
+
+
+def grad(tensor: Tensor, value: Any) -> Any:
+    """``tensor.grad = value`` is accepted for None and for a Tensor of the tensor's shape, dtype and device (as
+    PyTorch: "assigned grad has data of a different size")."""
+    if value is None:
+        return None
+    if not hasattr(value, "backend"):
+        raise TypeError(f"assigned grad must be a Tensor or None, got {type(value).__name__}")
+    if value.shape != tensor.shape or value.backend is not tensor.backend or value.dtype != tensor.dtype:
+        raise ValueError(f"assigned grad has shape {value.shape}, {value.dtype} on {value.device}; the tensor has "
+                         f"shape {tensor.shape}, {tensor.dtype} on {tensor.device}")
+    return value
 
 
 def inplace_result(method: str, new: Any, tensor: Tensor, grad_enabled: bool) -> None:

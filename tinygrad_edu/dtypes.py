@@ -77,14 +77,34 @@ def accumulate_dtype(dtype: Any) -> Any:
 def host_array(data: Any, dtype: Any) -> np.ndarray:
     """A NumPy copy of ``data`` (a list, scalar or array) with PyTorch's default dtypes: Python floats become float32
     (its default float dtype), Python ints int64; arrays keep their dtype; ``dtype`` overrides."""
-    if dtype is not None:
-        return np.array(data, dtype=np.dtype(dtype), copy=True, order="K")
-    array = np.array(data, copy=True, order="K")
-    if not isinstance(data, (np.ndarray, np.generic)) and array.dtype == np.float64:
+    try:
+        array = np.array(data, dtype=None if dtype is None else np.dtype(dtype), copy=True, order="K")
+    except (ValueError, OverflowError) as error:  # ragged nesting, a number its dtype cannot hold
+        raise ValueError(f"Tensor: cannot make a tensor from this {type(data).__name__}: {_why(data, error)}") from None
+    if dtype is None and not isinstance(data, (np.ndarray, np.generic)) and array.dtype == np.float64:
         array = array.astype(np.float32)
-    if array.dtype == object or (array.dtype.kind in "USV" and array.dtype != bfloat16):
-        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} with dtype {array.dtype}")
+    check_supported("Tensor", array.dtype, data)
     return array
+
+
+def check_supported(op: str, dtype: np.dtype, data: Any = None) -> None:
+    """TypeError unless ``dtype`` is one a tensor holds: bool, integers, floating (bfloat16 included)."""
+    if dtype.kind in "biuf" or dtype == bfloat16:
+        return
+    if dtype.kind == "O" and isinstance(data, (list, tuple)):
+        big = [v for v in np.asarray(data, dtype=object).ravel() if isinstance(v, int) and not -2**63 <= v < 2**64]
+        if big:
+            raise TypeError(f"{op}: the integer {big[0]} does not fit in int64 (nor uint64): a tensor's integers do")
+    raise TypeError(f"{op}: cannot make a tensor of dtype {dtype}"
+                    + (f" (from {type(data).__name__})" if data is not None else "")
+                    + ": a tensor holds bools, integers or floating-point numbers")
+
+
+def _why(data: Any, error: Exception) -> str:
+    """Why NumPy could not make an array of ``data``, in words."""
+    if "inhomogeneous" in str(error) or "sequence" in str(error):
+        return "its rows have different lengths (a ragged list); a tensor is rectangular"
+    return f"{type(error).__name__}: {error}"
 
 
 def _is_number(value: Any) -> bool:

@@ -1,11 +1,8 @@
-"""``Tensor``: an n-dimensional array on a device, and a node of the tape.
+"""``Tensor``: an n-dimensional array on a device, and a node of the tape (which is ``tinygrad_edu.autograd``).
 
-This file is the surface a user calls: construction and conversion, the operators (generated from the tables at the
-end), in-place updates, math, reductions and shapes. A method that computes checks its arguments (``arguments.py``)
-and then applies one op of ``tinygrad_edu.ops``, whose ``forward`` and ``backward`` are the math alone; methods
-composed of several ops (max with indices, std, prod, norm, masked_fill ...) are in ``composite.py``. Names and
-semantics are PyTorch's (``dim``/``keepdim``; NumPy's ``axis``/``keepdims`` as aliases). The tape itself (the
-``Function`` base class, the backward walk, version counters, anomaly detection) is ``tinygrad_edu.autograd``.
+The surface a user calls, with PyTorch's names: construction and conversion, the operators (from the tables at the
+end), in-place updates, math, reductions and shapes. A method checks its arguments (``arguments.py``), then applies
+one op of ``tinygrad_edu.ops`` (the math alone); methods composed of several ops are in ``composite.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ class Tensor:
     ints int64; arrays keep their dtype, as in ``torch.tensor``.
     """
 
-    __slots__ = ("_data", "backend", "requires_grad", "grad", "_ctx", "_versions", "__weakref__")
+    __slots__ = ("_data", "backend", "requires_grad", "_grad", "_ctx", "_versions", "__weakref__")
     __array_priority__ = 1000  # numpy_array + tensor calls Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None):
@@ -44,13 +41,13 @@ class Tensor:
         if backend is None:
             backend = backend_of(data) or get_backend(get_default_device())
         if backend.owns(host_or_array):
+            dtypes.check_supported("Tensor", backend.numpy_dtype(host_or_array.dtype))
             array = backend.xp.asarray(host_or_array, copy=True)
             if dtype is not None:
                 array = backend.xp.astype(array, backend.dtype(np.dtype(dtype)))
         else:
             array = backend.asarray(dtypes.host_array(host_or_array, dtype))
-        self._data, self._versions, self.backend = array, None, backend
-        self.grad: Tensor | None = None
+        self._data, self._versions, self.backend, self._grad = array, None, backend, None
         self._ctx: Function | None = None
         self.requires_grad = False
         if requires_grad:
@@ -60,7 +57,7 @@ class Tensor:
     def _wrap(array: Any, backend: Backend, requires_grad: bool = False) -> Tensor:
         """Wrap an array of ``backend`` without copying."""
         t = Tensor.__new__(Tensor)
-        t._data, t.backend, t.requires_grad, t.grad, t._ctx, t._versions = array, backend, requires_grad, None, None, None
+        t._data, t.backend, t.requires_grad, t._grad, t._ctx, t._versions = array, backend, requires_grad, None, None, None
         return t
 
     # -- the values, and their version (see tinygrad_edu.autograd.versions) ------------------------------------------
@@ -71,10 +68,8 @@ class Tensor:
         replaced, self._data = self._data, array
         versions.bump(self, replaced)  # an op may have saved the replaced array: remember which one it was
 
-    data = property(operator.attrgetter("_data"), _set_data, doc="""The backend array holding the values.
-
-        Assigning a new array counts as an in-place change (the version goes up): a pending backward that saved
-        this tensor then refuses to run (see ``InplaceModificationError``).""")
+    data = property(operator.attrgetter("_data"), _set_data, doc="""The backend array holding the values; assigning
+        one is an in-place change: a pending backward that saved this tensor refuses to run (InplaceModificationError).""")
 
     @property
     def _version(self) -> int:
@@ -125,6 +120,12 @@ class Tensor:
     def is_leaf(self) -> bool:
         """True for tensors not produced by a recorded op (their ``.grad`` is filled by ``backward``)."""
         return self._ctx is None
+
+    def _set_grad(self, value: Tensor | None) -> None:
+        self._grad = arguments.grad(self, value)
+
+    grad = property(operator.attrgetter("_grad"), _set_grad, doc="""dL/d(self) after ``backward`` (leaves), or None;
+        assigning refuses anything but None or a Tensor of this tensor's shape, dtype and device (as PyTorch).""")
 
     @property
     def grad_fn(self) -> Function | None:

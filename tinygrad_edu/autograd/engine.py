@@ -116,7 +116,7 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
         walked.append(ctx)
     # every backward ran without an error: now change state (a failed walk leaves .grad and the graph as they were)
     for leaf, grad in leaf_grads.values():
-        leaf.grad = Tensor._wrap(grad, leaf.backend)
+        leaf._grad = Tensor._wrap(grad, leaf.backend)  # (of the leaf's shape and dtype: _fit made sure)
     if not retain_graph:  # free what forward saved, and the links to the inputs (their arrays too)
         for ctx in walked:
             ctx._saved = ctx.parents = None

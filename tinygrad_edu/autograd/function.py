@@ -110,7 +110,7 @@ class Function:
         elif isinstance(out, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
             out = np.asarray(out)
         result = Tensor.__new__(Tensor)
-        result._data, result.backend, result.grad = out, ctx.backend, None  # forward may move the result (ToDevice)
+        result._data, result.backend, result._grad = out, ctx.backend, None  # forward may move the result (ToDevice)
         result._versions = versions.shared(args[0]) if cls._view else None
         if engine.grad_enabled and True in needs:
             ctx.parents, ctx.sequence = args, next(versions.clock)
