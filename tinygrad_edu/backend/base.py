@@ -17,6 +17,7 @@ device, used by the test suite to prove that no NumPy-only call hides in the cor
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ class Backend:
     #: The namespace's bfloat16 dtype (``ml_dtypes.bfloat16``), or None where it has none; as float16.
     bfloat16: Any = None
 
-    @property
+    @functools.cached_property
     def low_precision(self) -> tuple[Any, ...]:
         """The low-precision dtypes this backend stores (its ``float16`` and ``bfloat16``, those it has): ``matmul``
         accumulates them in float32 and rounds once. Empty where it has none (array_api_strict)."""

@@ -7,7 +7,7 @@ import numpy as np
 from tinygrad_edu.autograd import InputError, no_grad
 from tinygrad_edu.nn.functional.batch_norm import batch_norm
 from tinygrad_edu.nn.functional.sync_batch_norm import sync_batch_norm
-from tinygrad_edu.nn.modules.module import Module, Parameter
+from tinygrad_edu.nn.modules.module import Module, Parameter, remember
 from tinygrad_edu.tensor import Tensor
 
 
@@ -72,6 +72,9 @@ class _BatchNorm(Module):
         if self.training and self.track_running_stats:
             if self.momentum is None:  # cumulative moving average: mean of the batch statistics so far
                 factor = 1.0 / (int(self.num_batches_tracked.item()) + 1)
+        if self.training and self.track_running_stats:  # changed below: put back if a later layer fails
+            for buffer in (self.running_mean, self.running_var, self.num_batches_tracked):
+                remember(buffer)
         result = self._normalize(
             x,
             self.running_mean if not self.training or self.track_running_stats else None,

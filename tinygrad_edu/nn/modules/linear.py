@@ -6,7 +6,7 @@ import math
 import numbers
 
 from tinygrad_edu.backend import get_backend
-from tinygrad_edu.nn.functional.linear import LinearFunction
+from tinygrad_edu.nn.functional.linear import linear
 from tinygrad_edu.nn.modules.module import Module, Parameter
 from tinygrad_edu.tensor import Tensor
 
@@ -32,9 +32,7 @@ class Linear(Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.bias is None:
-            return LinearFunction.apply(x, self.weight)
-        return LinearFunction.apply(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -30,6 +30,17 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+#: While the outermost module call runs: (buffer, its values before) for each buffer a layer is about to change.
+_changed_buffers: list[tuple[Tensor, Any]] | None = None
+
+
+def remember(buffer: Tensor | None) -> None:
+    """Keep a copy of ``buffer``'s values before a layer changes it in a forward pass, so that a later failure in the
+    same outermost module call puts them back (a forward that raises must change nothing)."""
+    if _changed_buffers is not None and buffer is not None:
+        _changed_buffers.append((buffer, buffer.backend.xp.asarray(buffer.data, copy=True)))
+
+
 class Module:
     """Base class of layers, as ``torch.nn.Module``: assign Parameters, buffers and sub-Modules as attributes.
 
@@ -71,7 +82,20 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        """``forward(*args, **kwargs)``. A forward that raises changes nothing: the buffers that layers changed on the
+        way (``remember``: batchnorm's running statistics) get their values back when the outermost call fails."""
+        global _changed_buffers
+        if _changed_buffers is not None:  # inside an outer module's call: it undoes everything if it fails
+            return self.forward(*args, **kwargs)
+        _changed_buffers = []
+        try:
+            return self.forward(*args, **kwargs)
+        except BaseException:
+            for buffer, values in reversed(_changed_buffers):
+                buffer.data = values
+            raise
+        finally:
+            _changed_buffers = None
 
     # -- traversal -------------------------------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
