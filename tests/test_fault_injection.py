@@ -138,3 +138,17 @@ def test_assigning_a_gradient_that_does_not_fit_is_refused(value, error, message
     with pytest.raises(error, match=message):
         p.grad = value
     np.testing.assert_array_equal(p.grad.numpy(), [7.0, 7.0])  # unchanged
+
+
+def test_a_failing_forward_puts_back_the_running_statistics_a_layer_before_it_changed():
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(4, 2))  # 5 -> 4: a shape bug
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = Tensor(np.random.default_rng(1).standard_normal((8, 3)).astype(np.float32))
+    before = snapshot(model, optimizer)
+    with pytest.raises(tg.InputError, match=r"linear: input of shape \(8, 5\) does not match weight of shape"):
+        model(x)  # the batchnorm ran (and updated its running statistics) before the last Linear refused
+    assert_same(before, snapshot(model, optimizer))
+    setattr(model, "3", nn.Linear(5, 2))  # fixed: the same call now works and counts one batch
+    model(x)
+    assert int(model[1].num_batches_tracked.item()) == 1

@@ -34,3 +34,6 @@ def test_readme_examples_run_and_the_mixed_precision_loop_trains():
         model.eval()
         logits = model(Tensor(x_train[:512]).half()).float().numpy()
     assert np.mean(logits.argmax(axis=1) == y_train[:512]) > 0.8  # 20 steps of mixed precision learned digits
+    converted = namespace["fp32_model"]  # the DFP16 example: both Linear layers swapped, weights still float32
+    assert [type(m).__name__ for m in converted] == ["DFP16Linear", "ReLU", "DFP16Linear"]
+    assert all(p.dtype == tg.float32 for p in converted.parameters())
