@@ -122,7 +122,7 @@ class Tensor:
         return self._ctx is None
 
     def _set_grad(self, value: Tensor | None) -> None:
-        self._grad = arguments.grad(self, value)
+        self._grad = None if value is None else arguments.grad(self, value)  # (None: zero_grad, every step)
 
     grad = property(operator.attrgetter("_grad"), _set_grad, doc="""dL/d(self) after ``backward`` (leaves), or None;
         assigning refuses anything but None or a Tensor of this tensor's shape, dtype and device (as PyTorch).""")

@@ -125,12 +125,13 @@ class Optimizer:
         """Before a step changes anything: every gradient present must fit its parameter (a Tensor of the same
         shape, dtype and device), else a TypeError/ValueError naming the optimizer, the parameter and both shapes
         (dtypes, devices), and nothing is updated."""
-        name = type(self).__name__
         for k, p in enumerate(p for group in self.param_groups for p in group["params"]):
             g = p.grad
-            if g is None:
-                continue
-            where = f"{name}.step: the gradient of parameter {k} (shape {p.shape}, {p.dtype}, on {p.device})"
+            if g is None or (isinstance(g, Tensor) and g.backend is p.backend
+                             and g._data.shape == p._data.shape and g._data.dtype == p._data.dtype):
+                continue  # fits (the common case, checked without building a message)
+            where = (f"{type(self).__name__}.step: the gradient of parameter {k} (shape {p.shape}, {p.dtype}, "
+                     f"on {p.device})")
             if not isinstance(g, Tensor):
                 raise TypeError(f"{where} is a {type(g).__name__}, not a Tensor; nothing was updated")
             if g.backend is not p.backend:

@@ -39,14 +39,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` (``torch.nn.functional.linear``). Mixed dtypes follow the promotion rule of ``@``
     (``tinygrad_edu.dtypes``); PyTorch requires one dtype here."""
     if isinstance(x, Tensor) and isinstance(weight, Tensor):  # (read from the arrays: every Linear layer calls this)
-        x_shape, w_shape = tuple(x._data.shape), tuple(weight._data.shape)
-        if len(w_shape) != 2 or not x_shape or x_shape[-1] != w_shape[1]:
-            raise InputError(f"linear: input of shape {x_shape} does not match weight of shape {w_shape} "
+        x_data, w_data = x._data, weight._data
+        if w_data.ndim != 2 or not x_data.ndim or x_data.shape[-1] != w_data.shape[1]:
+            raise InputError(f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
                              "(expected input (..., in_features) and weight (out_features, in_features))")
-        if bias is not None and tuple(bias.shape) != w_shape[:1]:
-            raise InputError(f"linear: bias has shape {tuple(bias.shape)}, expected ({w_shape[0]},)")
-        same = x._data.dtype == weight._data.dtype and (bias is None or getattr(bias, "_data", bias).dtype
-                                                        == x._data.dtype)
+        if bias is not None and tuple(bias.shape) != weight.shape[:1]:
+            raise InputError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+        same = x_data.dtype == w_data.dtype and (bias is None or getattr(bias, "_data", bias).dtype == x_data.dtype)
         if not same or x.backend is not weight.backend:
             (x, weight, *rest), _, _ = dtypes.promote("linear", (x, weight) + ((bias,) if bias is not None else ()))
             bias = rest[0] if rest else None
