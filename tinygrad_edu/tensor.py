@@ -76,9 +76,10 @@ class Tensor:
         """How many times the values were changed in place (PyTorch's ``Tensor._version``)."""
         return 0 if self._versions is None else self._versions.version
 
-    def _bump_version(self) -> None:
-        """Record an in-place change of the values: call it after writing into ``.data`` (optimizers, init)."""
-        versions.bump(self)
+    #: ``t._bump_version()`` records an in-place change of the values: call it after writing into ``.data``
+    #: (optimizers, init). It is ``versions.bump(t)`` (bound as a method without a wrapper: one call per parameter
+    #: and step).
+    _bump_version = versions.bump
 
     # -- properties ----------------------------------------------------------------------------------------------
     @property

@@ -101,17 +101,18 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
             data = parent._data
             if grad.__class__ is not data.__class__ or grad.shape != data.shape or grad.dtype != data.dtype:
                 grad = _fit(ctx, parent, grad)
+            key = id(parent)
             if parent._ctx is None:  # a leaf: add to its .grad (out of place: grad may be shared), staged
-                staged = leaf_grads.get(id(parent))
+                staged = leaf_grads.get(key)
                 if staged is None:
-                    so_far = parent.grad
-                    leaf_grads[id(parent)] = [parent, grad if so_far is None else so_far._data + grad]
+                    so_far = parent._grad
+                    leaf_grads[key] = [parent, grad if so_far is None else so_far._data + grad]
                 else:
                     staged[1] = staged[1] + grad
-            elif id(parent) in grads:  # a second path to this tensor: the chain rule adds them
-                grads[id(parent)] = grads[id(parent)] + grad
+            elif key in grads:  # a second path to this tensor: the chain rule adds them
+                grads[key] = grads[key] + grad
             else:
-                grads[id(parent)] = grad
+                grads[key] = grad
                 heapq.heappush(todo, (-parent._ctx.sequence, parent))
         walked.append(ctx)
     # every backward ran without an error: now change state (a failed walk leaves .grad and the graph as they were)

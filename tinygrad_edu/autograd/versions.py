@@ -58,7 +58,9 @@ def bump(tensor: Any, replaced: Any = None) -> None:
     may have saved that one)."""
     global last_change
     last_change = now = next(clock)
-    counter = shared(tensor)
+    counter = tensor._versions
+    if counter is None:  # (shared(tensor), inlined: every optimizer step calls this once per parameter)
+        counter = tensor._versions = VersionCounter()
     counter.version += 1
     counter.changed_before, counter.changed_at = counter.changed_at, now
     counter.replaced = 0 if replaced is None else id(replaced)

@@ -159,9 +159,13 @@ class Backend:
             a = self.matmul(a, self._ones(a.shape[2], a.dtype))
         return self.matmul(self._ones(a.shape[0], a.dtype), a)
 
+    @functools.cached_property
+    def _ones_cache(self) -> dict:
+        return {}
+
     def _ones(self, n: int, dtype: Any) -> Any:
         """A vector of n ones on this device, kept from one call to the next (it is only ever read)."""
-        cache = self.__dict__.setdefault("_ones_cache", {})
+        cache = self._ones_cache
         ones = cache.get((n, dtype))
         if ones is None:
             if len(cache) > 64:  # batch sizes come and go: keep the cache small

@@ -113,8 +113,8 @@ class Optimizer:
         existing gradient arrays with zeros in place when ``set_to_none=False``."""
         for group in self.param_groups:
             for p in group["params"]:
-                if set_to_none or p.grad is None:
-                    p.grad = None
+                if set_to_none or p._grad is None:
+                    p._grad = None  # (None is always allowed: no need for the checks of the .grad setter)
                 else:
                     p.grad.data[...] = 0
 
@@ -125,19 +125,23 @@ class Optimizer:
         """Before a step changes anything: every gradient present must fit its parameter (a Tensor of the same
         shape, dtype and device), else a TypeError/ValueError naming the optimizer, the parameter and both shapes
         (dtypes, devices), and nothing is updated."""
-        for k, p in enumerate(p for group in self.param_groups for p in group["params"]):
-            g = p.grad
-            if g is None or (isinstance(g, Tensor) and g.backend is p.backend
-                             and g._data.shape == p._data.shape and g._data.dtype == p._data.dtype):
-                continue  # fits (the common case, checked without building a message)
-            where = (f"{type(self).__name__}.step: the gradient of parameter {k} (shape {p.shape}, {p.dtype}, "
-                     f"on {p.device})")
-            if not isinstance(g, Tensor):
-                raise TypeError(f"{where} is a {type(g).__name__}, not a Tensor; nothing was updated")
-            if g.backend is not p.backend:
-                raise ValueError(f"{where} is on {g.device}; nothing was updated")
-            if g.shape != p.shape or g.dtype != p.dtype:
-                raise ValueError(f"{where} has shape {g.shape} and dtype {g.dtype}; nothing was updated")
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p._grad
+                if g is not None and not (g.__class__ is Tensor and g.backend is p.backend
+                                          and g._data.shape == p._data.shape and g._data.dtype == p._data.dtype):
+                    self._refuse_grad(p, g)  # (the message is built only for a gradient that does not fit)
+
+    def _refuse_grad(self, p: Tensor, g: Any) -> None:
+        """Raise the error for gradient ``g`` of parameter ``p`` if it does not fit (see ``_check_grads``)."""
+        k = next(k for k, q in enumerate(q for group in self.param_groups for q in group["params"]) if q is p)
+        where = f"{type(self).__name__}.step: the gradient of parameter {k} (shape {p.shape}, {p.dtype}, on {p.device})"
+        if not isinstance(g, Tensor):
+            raise TypeError(f"{where} is a {type(g).__name__}, not a Tensor; nothing was updated")
+        if g.backend is not p.backend:
+            raise ValueError(f"{where} is on {g.device}; nothing was updated")
+        if g.shape != p.shape or g.dtype != p.dtype:
+            raise ValueError(f"{where} has shape {g.shape} and dtype {g.dtype}; nothing was updated")
 
     # -- saving and restoring -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

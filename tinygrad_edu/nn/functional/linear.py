@@ -43,7 +43,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if w_data.ndim != 2 or not x_data.ndim or x_data.shape[-1] != w_data.shape[1]:
             raise InputError(f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
                              "(expected input (..., in_features) and weight (out_features, in_features))")
-        if bias is not None and tuple(bias.shape) != weight.shape[:1]:
+        if bias is not None and tuple(getattr(bias, "_data", bias).shape) != w_data.shape[:1]:
             raise InputError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
         same = x_data.dtype == w_data.dtype and (bias is None or getattr(bias, "_data", bias).dtype == x_data.dtype)
         if not same or x.backend is not weight.backend:
