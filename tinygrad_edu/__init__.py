@@ -59,6 +59,7 @@ from tinygrad_edu.gradcheck import (
     gradcheck,
     gradcheck_module,
 )
+from tinygrad_edu.jit import JitError, JitWarning, jit  # (tg.jit is the decorator; the module is tinygrad_edu.jit)
 from tinygrad_edu.serialization import CheckpointError, load, save
 from tinygrad_edu.tensor import Tensor
 
@@ -66,11 +67,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError", "CheckpointError", "DeviceUnavailableError", "Function", "GradcheckError", "GradcheckReport",
-    "InplaceModificationError", "InputError", "NonDifferentiablePointError", "Tensor", "amax", "amin", "amp",
+    "InplaceModificationError", "InputError", "JitError", "JitWarning", "NonDifferentiablePointError", "Tensor", "amax", "amin", "amp",
     "arange", "argmax", "argmin", "autograd", "bfloat16", "bool_", "cat", "check_gradients", "chunk", "concatenate",
     "cuda_is_available", "datasets", "detect_anomaly", "distributed", "float16", "float32", "float64", "full",
     "full_like", "get_backend", "get_default_device", "get_rng_state", "gradcheck", "gradcheck_module", "int32",
-    "int64", "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
+    "int64", "is_anomaly_enabled", "is_grad_enabled", "jit", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
     "ones_like", "rand", "rand_like", "randn", "randn_like", "save", "set_default_device", "set_detect_anomaly",
     "set_rng_state", "split", "stack", "where", "zeros", "zeros_like",
 ]

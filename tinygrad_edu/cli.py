@@ -4,7 +4,7 @@
     tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
                        [--depth D] [--width W] [--device cpu|cuda|cuda:N|strict] [--precision fp32|mixed16|mixed-bf16|dfp16] [--epochs N]
                        [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
-                       [--save FILE] [--no-progress] [--distributed [--sync-bn]]
+                       [--save FILE] [--no-progress] [--distributed [--sync-bn]] [--jit]
     mpirun -n K tinygrad-edu train --distributed ...      (data parallel over K processes)
     tinygrad-edu bench [--quick] [--repeats R] [--only mlp batchnorm conv2d fp16 cuda ddp] [--no-torch]
 
@@ -333,6 +333,9 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync-bn", action="store_true",
                         help="with --distributed and --norm batch: batchnorm statistics over every process's batch "
                              "(SyncBatchNorm), as one process with the whole K x B batch")
+    parser.add_argument("--jit", action="store_true",
+                        help="capture the training step on its first calls and replay it after (tinygrad_edu.jit): "
+                             "the same numbers bit for bit, without the tape's bookkeeping")
 
 
 #: the environment variables that set the threads of NumPy's BLAS (OpenBLAS, MKL) and of OpenMP
@@ -375,7 +378,8 @@ def _run_train(args: argparse.Namespace) -> int:
         config = t.TrainConfig(dataset=args.dataset, norm=args.norm, activation=args.activation, dropout=args.dropout,
                                depth=args.depth, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
                                lr=args.lr, schedule=args.schedule, seed=args.seed, device=args.device,
-                               precision=args.precision, distributed=args.distributed, sync_bn=args.sync_bn)
+                               precision=args.precision, distributed=args.distributed, sync_bn=args.sync_bn,
+                               jit=args.jit)
     except ValueError as exc:
         return _usage_error("train", str(exc))
     low = t.LOW_PRECISION.get(config.precision)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_edu import arguments, composite, dtypes, ops
-from tinygrad_edu.autograd import engine, versions
+from tinygrad_edu.autograd import capture, engine, versions
 from tinygrad_edu.autograd.function import Function, device_mismatch
 from tinygrad_edu.backend import Backend, backend_of, get_backend, get_default_device
 
@@ -66,7 +66,8 @@ class Tensor:
             self._data, self._versions = array, None
             return
         replaced, self._data = self._data, array
-        versions.bump(self, replaced)  # an op may have saved the replaced array: remember which one it was
+        versions.bump(self, replaced)
+        capture.changed_in_place(".data assignment")  # an op may have saved the replaced array: remember which one it was
 
     data = property(operator.attrgetter("_data"), _set_data, doc="""The backend array holding the values; assigning
         one is an in-place change: a pending backward that saved this tensor refuses to run (InplaceModificationError).""")
@@ -76,19 +77,12 @@ class Tensor:
         """How many times the values were changed in place (PyTorch's ``Tensor._version``)."""
         return 0 if self._versions is None else self._versions.version
 
-    #: ``t._bump_version()`` records an in-place change of the values: call it after writing into ``.data``
-    #: (optimizers, init). It is ``versions.bump(t)`` (bound as a method without a wrapper: one call per parameter
-    #: and step).
+    #: ``t._bump_version()``: record an in-place change, after writing into ``.data`` (``versions.bump(t)`` itself)
     _bump_version = versions.bump
 
     # -- properties ----------------------------------------------------------------------------------------------
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self._data.shape)
-
-    @property
-    def ndim(self) -> int:
-        return self._data.ndim
+    shape = property(lambda self: tuple(self._data.shape), doc="The shape, a tuple of ints.")
+    ndim = property(lambda self: self._data.ndim, doc="The number of dimensions.")
 
     def size(self, dim: int | None = None) -> tuple[int, ...] | int:
         """The shape, or the size of axis ``dim`` (PyTorch's ``size``; ``numel()`` counts the elements)."""
@@ -144,10 +138,12 @@ class Tensor:
     # -- conversion ----------------------------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array in host memory (a copy for device tensors)."""
+        capture.read_on_host("numpy(), item(), tolist(), bool(), float() or int()")
         return self.backend.to_host(self._data)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """``np.asarray(t)`` for a CPU tensor; a device tensor refuses, since the copy to the host must be explicit."""
+        capture.read_on_host("np.asarray(tensor)")
         if self.backend.name != "cpu":
             raise TypeError(f"can't convert a tensor on device {self.device!r} to a NumPy array implicitly: "
                             "call .numpy() to copy it to the host")
@@ -224,6 +220,7 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
         upstream = arguments.upstream(grad, self)
+        capture.backward(self, grad, retain_graph)
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
             self.grad = Tensor._wrap(upstream if self.grad is None else self.grad._data + upstream, self.backend)
             return
@@ -261,6 +258,7 @@ class Tensor:
     def _inplace(self, name: str, new: Any) -> Tensor:
         """Write ``new`` (an array) into this tensor's array and bump its version (the body of every ``op_``)."""
         arguments.inplace_result(name, new, self, engine.grad_enabled)
+        capture.changed_in_place(name)
         self._data[...] = new if new.dtype == self._data.dtype else self.backend.xp.astype(new, self._data.dtype)
         versions.bump(self)
         return self

@@ -83,6 +83,7 @@ from tinygrad_edu.backend import (
     get_rng_state,
     manual_seed,
 )
+from tinygrad_edu.jit import jit
 from tinygrad_edu.nn import functional as F
 from tinygrad_edu.optim import SGD, lr_scheduler
 from tinygrad_edu.tensor import Tensor
@@ -127,6 +128,7 @@ class TrainConfig:
     precision: str = "fp32"
     distributed: bool = False  # data parallel over the processes of an MPI launcher (see the module docstring)
     sync_bn: bool = False  # with distributed: SyncBatchNorm, batch statistics over every process's batch
+    jit: bool = False  # capture the training step once and replay it (tinygrad_edu.jit): the same numbers, faster
 
     def __post_init__(self) -> None:
         for name, valid in (("dataset", DATASETS), ("norm", NORMS), ("activation", ACTIVATIONS),
@@ -567,6 +569,26 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
     scheduler = lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.epochs) \
         if config.schedule == "cosine" else None
 
+    def step(xb: Tensor, yb: Tensor) -> Tensor:
+        """One training step on the batch (xb, yb): forward, loss, backward, optimizer step."""
+        optimizer.zero_grad()
+        if half:  # float16 overflows while the scale is too large are expected: that step is skipped
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss = F.cross_entropy(_forward(net, xb, low), yb)
+                scaler.scale(loss).backward()
+            master.copy_grads_to_master()
+            scaler.step(optimizer)  # skipped when a gradient is inf/NaN; then update() halves the scale
+            scaler.update()
+            master.copy_master_to_model()
+        else:
+            loss = F.cross_entropy(net(xb), yb)
+            loss.backward()  # distributed: .grad then holds the average over the processes
+            optimizer.step()
+        return loss
+
+    if config.jit:  # the same step, captured on its first calls and replayed after (the same numbers, bit for bit)
+        step = jit(step)
+
     n = len(x_train_np)
     sampler = dist.DistributedSampler(n, seed=config.seed, shuffle=True) if config.distributed else None
     per_process = len(sampler) if sampler is not None else n  # samples this process trains on per epoch
@@ -595,21 +617,9 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
             for first in range(0, last, config.batch_size):
                 rows = order[first : min(first + config.batch_size, last)]
                 xb, yb = Tensor(x_train_np[rows], device=device), Tensor(y_train_np[rows], device=device)
-                optimizer.zero_grad()
-                if half:  # float16 overflows while the scale is too large are expected: that step is skipped
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        loss = F.cross_entropy(_forward(net, xb, low), yb)
-                        scaler.scale(loss).backward()
-                    master.copy_grads_to_master()
-                    scale = scaler.get_scale()
-                    scaler.step(optimizer)  # skipped when a gradient is inf/NaN; then update() halves the scale
-                    scaler.update()
-                    skipped += scaler.get_scale() < scale
-                    master.copy_master_to_model()
-                else:
-                    loss = F.cross_entropy(net(xb), yb)
-                    loss.backward()  # distributed: .grad then holds the average over the processes
-                    optimizer.step()
+                scale = scaler.get_scale()
+                step(xb, yb)
+                skipped += scaler.get_scale() < scale  # a skipped step (inf/NaN gradient) halved the scale
                 if bar is not None:
                     bar.update(1)
             if scheduler is not None:

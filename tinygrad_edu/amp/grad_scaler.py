@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.autograd import capture
 from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
@@ -123,15 +124,35 @@ class GradScaler:
                 raise TypeError(f"GradScaler.scale: expected a floating-point loss, got dtype {outputs.dtype}")
             if outputs.dtype.itemsize < 4:
                 outputs = outputs.float()
-            return outputs * self._scale
+            return outputs * self._scale_tensor(outputs)
         if isinstance(outputs, (list, tuple)):
             return type(outputs)(self.scale(o) for o in outputs)
         raise TypeError(f"GradScaler.scale: outputs must be a Tensor or a list/tuple of Tensors, "
                         f"got {type(outputs).__name__}")
 
+    # S lives in a Python float and, for ``scale``, in a float32 0-d tensor per device, refreshed whenever S changes:
+    # a step captured by ``tinygrad_edu.jit`` multiplies by that tensor, so its replays use the current S
+    @property
+    def _scale(self) -> float:
+        return self._scale_value
+
+    @_scale.setter
+    def _scale(self, value: float) -> None:
+        self._scale_value = value
+        for t in getattr(self, "_scale_tensors", {}).values():
+            t.data[...] = value  # in place: the captured steps hold these tensors
+
+    def _scale_tensor(self, like: Tensor) -> Tensor:
+        tensors = self.__dict__.setdefault("_scale_tensors", {})
+        t = tensors.get(like.backend)
+        if t is None:
+            t = tensors[like.backend] = Tensor(np.float32(self._scale_value), device=like.device)
+        return t
+
     def _state(self, optimizer: Any) -> dict[str, Any]:
         return self._per_optimizer_states.setdefault(id(optimizer), {"stage": _READY, "found_inf": None})
 
+    @capture.host_call
     def unscale_(self, optimizer: Any) -> None:
         """Divide the gradients of ``optimizer``'s parameters by S, in place, and record whether any is inf/NaN.
 
@@ -163,6 +184,7 @@ class GradScaler:
         state["found_inf"] = found_inf
         state["stage"] = _UNSCALED
 
+    @capture.host_call
     def step(self, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
         """``unscale_(optimizer)`` unless done already, then ``optimizer.step(*args, **kwargs)`` if every gradient
         is finite. A skipped step calls nothing on the optimizer: parameters, momentum buffers, Adam's moments
@@ -178,6 +200,7 @@ class GradScaler:
         state["stage"] = _STEPPED
         return result
 
+    @capture.host_call
     def update(self, new_scale: float | Tensor | None = None) -> None:
         """Adjust S for the next iteration (see the class docstring) and forget this iteration's records."""
         if not self._enabled:

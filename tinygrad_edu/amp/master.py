@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.autograd import capture
 from tinygrad_edu.dtypes import float16, is_floating, is_low_precision
 from tinygrad_edu.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d
 from tinygrad_edu.nn.modules.module import Module, Parameter
@@ -161,6 +162,7 @@ class MasterWeights:
                                f"master and would never train. Build MasterWeights once the model is complete.")
 
     # -- the two copies of a step -----------------------------------------------------------------------------------
+    @capture.host_call
     def copy_grads_to_master(self) -> None:
         """Move the model's FP16 gradients into the masters' ``.grad`` as FP32 (exact), clearing the model's."""
         self._check_parameters("copy_grads_to_master")
@@ -172,11 +174,13 @@ class MasterWeights:
             master.grad = Tensor._wrap(xp.astype(p.grad.data, master.data.dtype), p.backend)
             p.grad = None
 
+    @capture.host_call
     def copy_master_to_model(self) -> None:
         """Round every master to FP16 into its model parameter (the model's next forward reads these)."""
         for p, master in self._pairs:
             p.data = p.backend.xp.astype(master.data, p.data.dtype)
 
+    @capture.host_call
     def zero_grad(self) -> None:
         """Clear the gradients of the model's parameters and of the masters."""
         for p, _ in self._pairs:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.autograd import anomaly, versions
+from tinygrad_edu.autograd import anomaly, capture, versions
 
 #: Is the tape recording? ``no_grad()`` turns it off for evaluation and parameter updates.
 grad_enabled = True
@@ -57,6 +57,7 @@ def queue_callback(callback: Callable[[], None]) -> None:
         raise RuntimeError("queue_callback: no backward pass is running; call it from a Function's backward")
     if not callable(callback):
         raise TypeError(f"queue_callback: expected a callable, got {type(callback).__name__}")
+    capture.unreplayable("a backward queued a callback (data-parallel gradient averaging): not replayed")
     _callbacks.append(callback)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.autograd import anomaly, engine, versions
+from tinygrad_edu.autograd import anomaly, capture, engine, versions
 from tinygrad_edu.backend import Backend
 
 
@@ -117,6 +117,8 @@ class Function:
             result.requires_grad, result._ctx = True, ctx
         else:
             result.requires_grad, result._ctx = False, None
+        if capture.recording is not None:  # tinygrad_edu.jit is capturing this call: report the op
+            capture.recording.op(cls, ctx, args, kwargs, result)
         if anomaly.enabled:
             ctx._created_at = anomaly.user_stack()
             anomaly.check_forward(cls.__name__, ctx, arrays, out)

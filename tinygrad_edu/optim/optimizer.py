@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.autograd import capture
 from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
@@ -52,6 +53,12 @@ class Optimizer:
 
     _state_keys: tuple[str, ...] = ()
     _required_state_keys: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # a subclass's step is a host call: tinygrad_edu.jit records one call of it and replays it as Python
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__ and not getattr(cls.step, "__host_call__", False):
+            cls.step = capture.host_call(cls.step)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         name = type(self).__name__
@@ -108,6 +115,7 @@ class Optimizer:
             raise ValueError(f"{name}: {label} must be >= {low:g}, got {value}")
 
     # -- gradients and the step -----------------------------------------------------------------------------------
+    @capture.host_call
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients before the next backward: set ``.grad`` to None (default, as PyTorch), or fill the
         existing gradient arrays with zeros in place when ``set_to_none=False``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinygrad_edu.autograd import InputError, no_grad
+from tinygrad_edu.autograd import InputError, capture, no_grad
 from tinygrad_edu.nn.functional.batch_norm import batch_norm
 from tinygrad_edu.nn.functional.sync_batch_norm import sync_batch_norm
 from tinygrad_edu.nn.modules.module import Module, Parameter, remember
@@ -85,9 +85,13 @@ class _BatchNorm(Module):
             for buffer in (self.running_mean, self.running_var):  # batch_norm updated them in place
                 if buffer is not None:
                     buffer._bump_version()
-            with no_grad():
-                self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            self._count_batch()
         return result
+
+    @capture.host_call  # (tinygrad_edu.jit replays it: the count is state, not an op)
+    def _count_batch(self) -> None:
+        with no_grad():
+            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
 
     def _batch_is_local(self) -> bool:
         """True when the batch statistics come from this process's batch alone."""

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tinygrad_edu.autograd import capture
 from tinygrad_edu.backend import canonical_device, get_backend
 from tinygrad_edu.dtypes import bfloat16, is_floating
 from tinygrad_edu.tensor import Tensor
@@ -85,6 +86,8 @@ class Module:
         """``forward(*args, **kwargs)``. A forward that raises changes nothing: the buffers that layers changed on the
         way (``remember``: batchnorm's running statistics) get their values back when the outermost call fails."""
         global _changed_buffers
+        if capture.recording is not None:  # tinygrad_edu.jit: this module's training flag guards the replay
+            capture.recording.module(self)
         if _changed_buffers is not None:  # inside an outer module's call: it undoes everything if it fails
             return self.forward(*args, **kwargs)
         _changed_buffers = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from tinygrad_edu.autograd import InputError
+from tinygrad_edu.autograd import InputError, capture
 from tinygrad_edu.nn.functional import relu
 from tinygrad_edu.nn.modules.activation import ReLU
 from tinygrad_edu.nn.modules.batchnorm import BatchNorm2d
@@ -37,6 +37,8 @@ def _survives(x: Tensor, p: float) -> bool:
     """One Bernoulli(p) draw from the generator of ``x``'s backend: does the branch run in this forward call?"""
     if p >= 1.0:
         return True
+    capture.unreplayable("stochastic depth draws on the host whether its branch runs (the ops differ from call to "
+                         "call)")
     draw = x.backend.bernoulli((), p, "float32")
     return bool(float(x.backend.to_host(draw)) > 0.5)
 

@@ -1,0 +1,97 @@
+"""Recording a call for replay (``tinygrad_edu.jit``): what the rest of the engine tells the recorder.
+
+While ``tinygrad_edu.jit`` captures a call, ``recording`` is a ``Recording`` and the engine reports to it:
+
+* ``Function.apply`` reports every op: its class, its context, its inputs and its output (``Recording.op``);
+* ``Tensor.backward`` reports the backward pass it starts (``Recording.backward``);
+* methods marked ``@host_call`` (an optimizer's ``step`` and ``zero_grad``, the loss scaler's and the master weights'
+  methods, batchnorm's batch count) are recorded as one call each, to be called again at every replay; the ops they
+  run inside are not recorded;
+* whatever a replay could not repeat faithfully reports ``unreplayable(reason)``: a value read back to the host
+  (``item()``, ``numpy()``, ``bool(t)``) on which Python may branch, an in-place change outside an optimizer, a
+  branch drawn on the host (stochastic depth), a gradient callback (data parallel). The jit then runs that function
+  eagerly and warns with the reason.
+
+When nothing is captured (always, outside ``jit``) each hook costs one test of ``recording is None``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: the Recording of the call being captured, or None (the usual case)
+recording: Recording | None = None
+
+
+class Recording:
+    """What one eager call did, in order: ``program`` holds ("op", ...), ("backward", ...) and ("host", ...) entries."""
+
+    def __init__(self) -> None:
+        self.program: list[tuple] = []
+        self.errstates: list[dict] = []  # NumPy's floating-point error handling at each entry (np.errstate blocks)
+        self.reasons: list[str] = []  # why this call cannot be replayed (empty: it can)
+        self.modules: dict[int, Any] = {}  # id -> a module whose forward ran (its training flag is a guard)
+        self.paused = 0  # > 0 inside a host call: its ops are its own business
+
+    def op(self, cls: type, ctx: Any, args: tuple, kwargs: dict, result: Any) -> None:
+        if not self.paused:
+            self.program.append(("op", cls, ctx, args, kwargs, result))
+            self.errstates.append(np.geterr())
+
+    def backward(self, root: Any, grad: Any, retain_graph: bool) -> None:
+        if not self.paused:
+            self.program.append(("backward", root, grad, retain_graph))
+            self.errstates.append(np.geterr())
+
+    def module(self, module: Any) -> None:
+        if not self.paused:
+            self.modules[id(module)] = module
+
+
+def unreplayable(reason: str) -> None:
+    """Tell the recorder (if one runs, outside a host call) that this call cannot be replayed, and why."""
+    if recording is not None and not recording.paused and reason not in recording.reasons:
+        recording.reasons.append(reason)
+
+
+def read_on_host(how: str) -> None:
+    """A tensor's values were read back to the host (``how``): Python may branch on them."""
+    if recording is not None:
+        unreplayable(f"a tensor's values were read on the host ({how}): Python may branch on them")
+
+
+def changed_in_place(how: str) -> None:
+    """A tensor was changed in place (``how``) outside a host call: no op records it."""
+    if recording is not None:
+        unreplayable(f"a tensor was changed in place outside an optimizer ({how})")
+
+
+def backward(root: Any, grad: Any, retain_graph: bool) -> None:
+    """``root.backward(grad)`` starts."""
+    if recording is not None:
+        recording.backward(root, grad, retain_graph)
+
+
+def host_call(method: Callable) -> Callable:
+    """Mark a method that changes state with its own Python code (an optimizer step): a captured call records one
+    call of it, and every replay calls it again at the same place, with the same arguments."""
+
+    @functools.wraps(method)
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        rec = recording
+        if rec is None or rec.paused:
+            return method(*args, **kwargs)
+        rec.program.append(("host", method, args, kwargs))
+        rec.errstates.append(np.geterr())
+        rec.paused += 1
+        try:
+            return method(*args, **kwargs)
+        finally:
+            rec.paused -= 1
+
+    recorded.__host_call__ = True
+    return recorded

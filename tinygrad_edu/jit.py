@@ -1,0 +1,451 @@
+"""``tinygrad_edu.jit``: capture a training step once, then replay it without the tape's bookkeeping.
+
+The idea of tinygrad's TinyJit and of CUDA graphs, written for this engine::
+
+    @tg.jit
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+**Capture.** The first two calls with a new *signature* (the shapes, dtypes, devices and ``requires_grad`` of the
+tensor arguments, the values of the other arguments, grad mode, and the training flag of every module the step ran)
+run eagerly, as without ``jit``, while ``autograd.capture`` records what they did: every op (its ``Function``, its
+context, where each input came from), the backward pass, and the *host calls* (``optimizer.step``, ``zero_grad``,
+the loss scaler's and master weights' methods, batchnorm's batch count), which are Python code that changes state.
+
+**Replay.** From the third call on, the recorded program runs as a flat list: each op's ``forward`` on the arrays
+(no Tensor, no new context, no checks), then the backward of the recorded ops newest first with the engine's own
+gradient routing, and each host call again, in place. Random ops (dropout, DropConnect, swapout) draw their masks in
+``forward``, from the same generator in the same order: a replayed run gives the eager run's values bit for bit.
+
+**What breaks capture.** The two eager calls must record the same program. Either of them reports why not when it
+reads a tensor back to the host (``item()``, ``numpy()``, ``bool(t)``: Python may branch on the value), changes a
+tensor in place outside an optimizer, draws a branch on the host (stochastic depth), or queues a gradient callback
+(data parallel); and the two recordings differ when a tensor is made anew at each call outside the ops (``Tensor(...)``
+from host data, ``tg.randn``, a comparison). Such a function runs eagerly from then on, with a ``JitWarning`` naming
+the reason (``jit(strict=True)``: a ``JitError`` instead). What replay cannot see: Python numbers computed inside the
+step are constants of the capture (pass a value that changes as an argument, which is part of the signature), and
+the public functions' input checks (shapes, class indices in range) run at capture only.
+
+``step.graph`` lists the replayed program, the tape as data; ``step.stats`` counts captures, replays and eager calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tinygrad_edu.autograd import anomaly, capture, engine
+from tinygrad_edu.tensor import Tensor
+
+__all__ = ["JitError", "JitWarning", "jit"]
+
+
+class JitWarning(UserWarning):
+    """A jitted function runs eagerly: its capture found something a replay could not repeat (the message says
+    what)."""
+
+
+class JitError(RuntimeError):
+    """``jit(strict=True)``: the function cannot be replayed (the message says why)."""
+
+
+def jit(fn: Callable | None = None, *, strict: bool = False) -> Any:
+    """Decorate a function of tensors (typically a whole training step) to be captured and replayed; see the
+    module's docstring. ``strict=True`` raises ``JitError`` where the default warns and runs eagerly."""
+    if fn is None:
+        return lambda f: JitFunction(f, strict)
+    return JitFunction(fn, strict)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the program of one signature
+# ------------------------------------------------------------------------------------------------------------------
+class _Program:
+    """A recording turned into references: ("arg", i), ("op", k), ("ext", e) for tensors, ("const", v) otherwise."""
+
+    def __init__(self, recording: capture.Recording, args: tuple, result: Any):
+        self.reasons = list(recording.reasons)
+        self.externals: list[Tensor] = []  # tensors the step read that existed before it (parameters, buffers, ...)
+        self.steps: list[tuple] = []
+        arg_index = {id(a): i for i, a in enumerate(args) if isinstance(a, Tensor)}
+        produced: dict[int, int] = {}  # id(op output) -> op number (the recording keeps them alive: ids stay unique)
+        ext_index: dict[int, int] = {}
+        self.ops: list[tuple] = []  # (cls, ctx, input refs, kwargs, output shape, output dtype)
+
+        def ref(value: Any) -> tuple:
+            if not isinstance(value, Tensor):
+                return ("const", value)
+            if id(value) in produced:
+                return ("op", produced[id(value)])
+            if id(value) in arg_index:
+                return ("arg", arg_index[id(value)])
+            if id(value) not in ext_index:
+                ext_index[id(value)] = len(self.externals)
+                self.externals.append(value)
+            return ("ext", ext_index[id(value)])
+
+        previous = np.geterr()  # where NumPy's error handling changes (np.errstate in the step), the replay sets it
+        self.errstates: list[dict | None] = []
+        for entry, errstate in zip(recording.program, recording.errstates):
+            self.errstates.append(None if errstate == previous else errstate)
+            previous = errstate
+            if entry[0] == "op":
+                _, cls, ctx, op_args, kwargs, out = entry
+                refs = tuple(ref(a) for a in op_args)
+                k = len(self.ops)
+                self.ops.append((cls, ctx, refs, dict(kwargs), tuple(out._data.shape), out._data.dtype))
+                produced[id(out)] = k
+                self.steps.append(("op", k))
+            elif entry[0] == "backward":
+                _, root, grad, retain_graph = entry
+                root_ref = ref(root)
+                if root_ref[0] != "op":
+                    self.reasons.append("backward() from a tensor no recorded op produced")
+                    self.errstates.pop()
+                    continue
+                self.steps.append(("backward", root_ref[1], None if grad is None else ref(grad), retain_graph))
+            else:
+                _, method, host_args, host_kwargs = entry
+                for a in (*host_args, *host_kwargs.values()):
+                    if isinstance(a, Tensor) and ref(a)[0] in ("op", "arg"):
+                        self.reasons.append(f"{method.__qualname__} was given a tensor the step computes")
+                self.steps.append(("host", method, host_args, host_kwargs))
+        self.result = _structure(result, ref, self.reasons)
+        self.guards = [(t, t.requires_grad, tuple(t._data.shape), t._data.dtype) for t in self.externals]
+        for _, ctx, refs, *_ in self.ops:  # the replay gives each context its inputs' count, not the tensors
+            if getattr(ctx, "parents", None) is not None or hasattr(ctx, "sequence"):
+                ctx.parents = (None,) * len(refs)
+        self.backward_plans = {k: self._backward_plan(k) for kind, k, *_ in self.steps if kind == "backward"}
+
+    def _backward_plan(self, root: int) -> list[tuple]:
+        """The recorded ops behind ``root`` that take part in backward, newest first (the engine's order: parents
+        always precede their children), each with where its input gradients go."""
+        reached = {root}
+        plan = []
+        for k in range(root, -1, -1):
+            if k not in reached:
+                continue
+            cls, ctx, refs, *_ = self.ops[k]
+            needs = ctx.needs_input_grad
+            targets = []
+            for r, needed in zip(refs, needs):
+                if not needed:
+                    targets.append(None)
+                elif r[0] == "op" and getattr(self.ops[r[1]][1], "parents", None) is not None:
+                    reached.add(r[1])
+                    targets.append(("op", r[1], self.ops[r[1]][4], self.ops[r[1]][5]))
+                elif r[0] in ("ext", "arg"):
+                    targets.append(r)  # a leaf: its .grad
+                else:
+                    targets.append(None)
+            plan.append((k, ctx, tuple(targets)))
+        return plan
+
+    def same_as(self, other: _Program) -> str | None:
+        """None if ``other`` recorded the same program, else what differs."""
+        if len(self.steps) != len(other.steps) or len(self.ops) != len(other.ops):
+            return "the two captured calls ran a different number of ops"
+        for a, b in zip(self.ops, other.ops):
+            if a[0] is not b[0] or not _same_refs(a[2], b[2]) or a[4] != b[4] or a[5] != b[5]:
+                return f"op {a[0].__name__} got other inputs or shapes in the second captured call"
+            if a[3].keys() != b[3].keys() or any(not _same_value(a[3][key], b[3][key]) for key in a[3]):
+                return f"op {a[0].__name__} got other options in the second captured call"
+        for a, b in zip(self.steps, other.steps):
+            if a[0] != b[0] or (a[0] == "host" and (a[1] is not b[1] or len(a[2]) != len(b[2]) or any(
+                    not _same_value(x, y) for x, y in zip(a[2], b[2])))) or (a[0] == "backward" and a[1:] != b[1:]):
+                return "the two captured calls did different things (backward or host calls)"
+        if len(self.externals) != len(other.externals) or any(
+                x is not y for x, y in zip(self.externals, other.externals)):
+            return ("a tensor was made anew inside the step outside the recorded ops (Tensor(...) from host data, a "
+                    "random tensor, a comparison or an integer cast)")
+        return None
+
+    # -- replay ---------------------------------------------------------------------------------------------------------
+    def replay(self, args: tuple) -> Any:
+        values: list[Any] = [None] * len(self.ops)
+        arg_data = [a._data if isinstance(a, Tensor) else a for a in args]
+        externals = self.externals
+
+        def array(r: tuple) -> Any:
+            kind, i = r
+            if kind == "op":
+                return values[i]
+            if kind == "ext":
+                return externals[i]._data
+            if kind == "arg":
+                return arg_data[i]
+            return i
+
+        outer = np.geterr()
+        try:
+            self._run(args, values, array)
+        finally:
+            np.seterr(**outer)
+        return _rebuild(self.result, values, self.ops, externals, args)
+
+    def _run(self, args: tuple, values: list, array: Callable) -> None:
+        ops = self.ops
+        for step, errstate in zip(self.steps, self.errstates):
+            if errstate is not None:
+                np.seterr(**errstate)
+            kind = step[0]
+            if kind == "op":
+                k = step[1]
+                cls, ctx, refs, kwargs = ops[k][:4]
+                ctx._saved = ()
+                inputs = [array(r) for r in refs]
+                if ctx.backend.context is None:
+                    out = cls.forward(ctx, *inputs, **kwargs)
+                else:
+                    with ctx.backend.context:
+                        out = cls.forward(ctx, *inputs, **kwargs)
+                if isinstance(out, Tensor):
+                    out = out._data
+                elif isinstance(out, np.generic):
+                    out = np.asarray(out)
+                values[k] = out
+            elif kind == "backward":
+                _, root, grad_ref, retain_graph = step
+                upstream = array(grad_ref) if grad_ref is not None else None
+                if upstream is None:
+                    backend = ops[root][1].backend
+                    upstream = backend.xp.ones(ops[root][4], dtype=values[root].dtype, device=backend.device)
+                self._backward(root, upstream, retain_graph, args)
+            else:
+                _, method, host_args, host_kwargs = step
+                method(*host_args, **host_kwargs)
+
+    def _backward(self, root: int, upstream: Any, retain_graph: bool, args: tuple) -> None:
+        """The engine's ``_walk`` over a plan fixed at capture: same order, same sums, same casts."""
+        grads = {root: upstream}
+        leaf_grads: dict[int, list] = {}
+        for k, ctx, targets in self.backward_plans[root]:
+            input_grads = engine._run_backward(ctx, grads.pop(k))
+            for target, grad in zip(targets, input_grads):
+                if target is None or grad is None:
+                    continue
+                if target[0] == "op":
+                    _, j, shape, dtype = target
+                    if grad.shape != shape or grad.dtype != dtype:
+                        grad = _fit(ctx, grad, shape, dtype)
+                    grads[j] = grad if j not in grads else grads[j] + grad
+                    continue
+                leaf = self.externals[target[1]] if target[0] == "ext" else args[target[1]]
+                data = leaf._data
+                if grad.__class__ is not data.__class__ or grad.shape != data.shape or grad.dtype != data.dtype:
+                    grad = engine._fit(ctx, leaf, grad)
+                staged = leaf_grads.get(id(leaf))
+                if staged is None:
+                    so_far = leaf._grad
+                    leaf_grads[id(leaf)] = [leaf, grad if so_far is None else so_far._data + grad]
+                else:
+                    staged[1] = staged[1] + grad
+            if not retain_graph:
+                ctx._saved = None
+        for leaf, grad in leaf_grads.values():
+            leaf._grad = Tensor._wrap(grad, leaf.backend)
+
+    # -- for reading ----------------------------------------------------------------------------------------------------
+    def lines(self, names: dict[int, str]) -> list[str]:
+        """The program as text: one line per op, backward pass and host call."""
+
+        def show(r: tuple) -> str:
+            kind, i = r
+            if kind == "op":
+                return f"%{i}"
+            if kind == "arg":
+                return f"arg{i}"
+            if kind == "ext":
+                t = self.externals[i]
+                return names.get(id(t), f"ext{i}") + f"{list(t._data.shape)}"
+            return repr(i) if not hasattr(i, "shape") else f"array{list(i.shape)}"
+
+        out = []
+        for step in self.steps:
+            if step[0] == "op":
+                k = step[1]
+                cls, _, refs, kwargs, shape, dtype = self.ops[k]
+                options = "".join(f", {key}={show(('const', v))}" for key, v in kwargs.items())
+                out.append(f"%{k} = {cls.__name__}({', '.join(show(r) for r in refs)}{options})"
+                           f"  -> {list(shape)} {np.dtype(dtype) if not hasattr(dtype, 'name') else dtype}")
+            elif step[0] == "backward":
+                plan = self.backward_plans[step[1]]
+                out.append(f"backward from %{step[1]}: " + ", ".join(f"{self.ops[k][0].__name__}.backward(%{k})"
+                                                                     for k, _, _ in plan))
+            else:
+                out.append(f"host {step[1].__qualname__}()")
+        return out
+
+
+def _fit(ctx: Any, grad: Any, shape: tuple, dtype: Any) -> Any:
+    if isinstance(grad, np.generic):
+        grad = np.asarray(grad)
+    if grad.shape != shape:
+        raise RuntimeError(f"{type(ctx).__name__}.backward returned a gradient of shape {tuple(grad.shape)} for an "
+                           f"input of shape {shape}")
+    return grad if grad.dtype == dtype else ctx.xp.astype(grad, dtype)
+
+
+def _same_refs(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x[0] == y[0] and (_same_value(x[1], y[1]) if x[0] == "const" else x[1] == y[1])
+                                    for x, y in zip(a, b))
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if hasattr(a, "shape") or hasattr(b, "shape") or isinstance(a, Tensor) or isinstance(b, Tensor):
+        return a is b  # arrays and tensors: the same object (an array made anew at each call is not a constant)
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:  # noqa: BLE001 - values without a usable ==
+        return a is b
+
+
+def _structure(result: Any, ref: Callable, reasons: list[str]) -> Any:
+    if isinstance(result, Tensor):
+        r = ref(result)
+        if r[0] == "op" and result._ctx is not None and result._ctx.parents is not None:
+            reasons.append("the function returns a tensor whose backward has not run: put backward() inside it, or "
+                           "run it under no_grad()")
+        return ("tensor", r)
+    if isinstance(result, (tuple, list)):
+        return (type(result), [_structure(r, ref, reasons) for r in result])
+    if result is None or isinstance(result, (int, float, str, bool)):
+        return ("const", result)
+    reasons.append(f"the function returns a {type(result).__name__} (tensors, tuples and lists of them, numbers)")
+    return ("const", None)
+
+
+def _rebuild(structure: Any, values: list, ops: list, externals: list, args: tuple) -> Any:
+    """The function's result at a replay: its op outputs as new tensors (no tape), other values as captured."""
+    kind, content = structure
+    if kind == "tensor":
+        where, i = content
+        if where == "op":
+            return Tensor._wrap(values[i], ops[i][1].backend)
+        if where == "arg":
+            return args[i]
+        if where == "ext":
+            return externals[i]
+        return i
+    if kind == "const":
+        return content
+    return kind(_rebuild(s, values, ops, externals, args) for s in content)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the decorator's object: a cache of programs by signature
+# ------------------------------------------------------------------------------------------------------------------
+class JitFunction:
+    """A function captured and replayed by signature (``tinygrad_edu.jit``)."""
+
+    MAX_SIGNATURES = 8  #: programs kept; a ninth signature evicts the oldest
+
+    def __init__(self, fn: Callable, strict: bool = False):
+        functools.update_wrapper(self, fn)
+        self.fn, self.strict = fn, strict
+        self._programs: dict[tuple, Any] = {}  # signature -> _Program, or a first recording, or a reason (eager)
+        self._modules: dict[int, Any] = {}  # every module a capture saw run: their training flags are in signatures
+        self._last: tuple | None = None
+        self.stats = {"captures": 0, "replays": 0, "eager": 0}
+
+    def _signature(self, args: tuple, kwargs: dict) -> tuple:
+        parts: list[Any] = [engine.grad_enabled, anomaly.enabled]
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, Tensor):
+                parts.append((tuple(a._data.shape), str(a._data.dtype), a.backend.name, a.requires_grad))
+            else:
+                try:
+                    hash(a)
+                except TypeError:
+                    parts.append(("unhashable", id(a)))
+                else:
+                    parts.append((type(a), a))
+        parts.append(tuple(kwargs))
+        parts.append(tuple(m.training for m in self._modules.values()))
+        return tuple(parts)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if capture.recording is not None or anomaly.enabled:  # inside another capture, or anomaly mode: eager
+            return self.fn(*args, **kwargs)
+        if kwargs:
+            args = (*args, *kwargs.values())
+            names = tuple(kwargs)
+            positional = len(args) - len(names)
+            call = lambda *a: self.fn(*a[:positional], **dict(zip(names, a[positional:])))  # noqa: E731
+        else:
+            call = self.fn
+        signature = self._signature(args, kwargs)
+        entry = self._programs.get(signature)
+        if isinstance(entry, _Program):
+            if all(t.requires_grad == rg and t._data.shape == shape and t._data.dtype == dtype
+                   for t, rg, shape, dtype in entry.guards):
+                self.stats["replays"] += 1
+                self._last = signature
+                return entry.replay(args)
+            del self._programs[signature]  # a parameter changed shape, dtype or requires_grad: capture again
+            entry = None
+        if isinstance(entry, str):
+            self.stats["eager"] += 1
+            return call(*args)
+        return self._capture(signature, entry[1] if isinstance(entry, tuple) else None, call, args)
+
+    def _capture(self, signature: tuple, first: Any, call: Callable, args: tuple) -> Any:
+        recording = capture.Recording()
+        capture.recording = recording
+        try:
+            result = call(*args)
+        finally:
+            capture.recording = None
+        self.stats["captures"] += 1
+        program = _Program(recording, args, result)
+        new_modules = [m for key, m in recording.modules.items() if key not in self._modules]
+        for m in new_modules:
+            self._modules[id(m)] = m
+        if new_modules:  # the signature now holds these modules' flags too
+            self._programs.pop(signature, None)
+            signature = self._signature(args, {})
+            first = None
+        reason = program.reasons[0] if program.reasons else (first.same_as(program) if first is not None else None)
+        if reason is not None:
+            self._give_up(signature, reason)
+        elif first is None:  # the next call with this signature captures again, to compare
+            self._remember(signature, ("first", program))
+        else:
+            self._remember(signature, program)
+            self._last = signature
+        return result
+
+    def _remember(self, signature: tuple, value: Any) -> None:
+        while len(self._programs) >= self.MAX_SIGNATURES and signature not in self._programs:
+            self._programs.pop(next(iter(self._programs)))
+        self._programs[signature] = value
+
+    def _give_up(self, signature: tuple, reason: str) -> None:
+        message = f"jit({self.fn.__qualname__}): runs eagerly: {reason}"
+        if self.strict:
+            raise JitError(message)
+        warnings.warn(message, JitWarning, stacklevel=4)
+        self._remember(signature, reason)
+
+    @property
+    def graph(self) -> list[str]:
+        """The program replayed for the latest signature, one line per op, backward pass and host call (empty before
+        a program is confirmed)."""
+        program = self._programs.get(self._last) if self._last is not None else None
+        if not isinstance(program, _Program):
+            return []
+        names: dict[int, str] = {}  # the outermost module first: "0.weight", as its named_parameters() says
+        for m in self._modules.values():
+            for name, p in m.named_parameters():
+                names.setdefault(id(p), name)
+            for name, b in m.named_buffers():
+                names.setdefault(id(b), name)
+        return program.lines(names)
