@@ -79,11 +79,12 @@ class Config:
     sizes: tuple[int, ...]  # layer widths, input first, classes last
     batch: int
     target: float  # the ratio engine / hand-written to stay under
+    jit_target: float  # the same for the step captured and replayed by tinygrad_edu.jit
 
 
 CONFIGS = {
-    "a": Config("a", "disc 2-32x17-2, batch 100", (2,) + (32,) * 17 + (2,), 100, 1.5),
-    "b": Config("b", "784-512-512-10, batch 128", (784, 512, 512, 10), 128, 1.1),
+    "a": Config("a", "disc 2-32x17-2, batch 100", (2,) + (32,) * 17 + (2,), 100, 1.5, 1.05),
+    "b": Config("b", "784-512-512-10, batch 128", (784, 512, 512, 10), 128, 1.1, 1.02),
 }
 
 
@@ -117,8 +118,11 @@ class EngineMLP:
         self.x, self.y = Tensor(x), Tensor(y)
 
     def step(self) -> Tensor:
+        return self.step_on(self.x, self.y)
+
+    def step_on(self, x: Tensor, y: Tensor) -> Tensor:
         self.opt.zero_grad()
-        loss = F.cross_entropy(self.model(self.x), self.y)
+        loss = F.cross_entropy(self.model(x), y)
         loss.backward()
         self.opt.step()
         return loss
@@ -133,6 +137,45 @@ class EngineMLP:
     def load(self, weights: list[np.ndarray]) -> None:
         for p, w in zip(self.params, weights):
             p.data[...] = w  # in place: the optimizer holds these arrays
+
+
+class JitEngine:
+    """An engine (``EngineMLP`` or a subclass) whose step is captured and replayed by ``tinygrad_edu.jit``."""
+
+    def __init__(self, engine: EngineMLP):
+        self.engine = engine
+        self._step = tinygrad_edu.jit(engine.step_on, strict=True)  # a step that cannot be replayed is a bug here
+
+    def step(self) -> Tensor:
+        return self._step(self.engine.x, self.engine.y)
+
+    def load(self, weights: list[np.ndarray]) -> None:
+        self.engine.load(weights)
+
+    def weights(self) -> list[np.ndarray]:
+        return self.engine.weights()
+
+
+def check_jit(make_engine: Callable[[], EngineMLP], steps: int = 5) -> None:
+    """The jitted engine's weights after ``steps`` steps equal the eager engine's, bit for bit (else an error)."""
+    eager, jitted = make_engine(), JitEngine(make_engine())
+    for _ in range(steps):
+        eager.step()
+        jitted.step()
+    assert jitted._step.stats["replays"] == steps - 2, jitted._step.stats
+    assert all(np.array_equal(a, b) for a, b in zip(eager.weights(), jitted.weights())), "jit and eager differ"
+
+
+def blas_threads() -> int:
+    """The threads of NumPy's BLAS (threadpoolctl, when installed), else the cores this process may use: the
+    thread count PyTorch gets in the benchmarks, so that neither side has more cores."""
+    with contextlib.suppress(Exception):
+        import threadpoolctl
+
+        pools = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            return int(pools[0])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class NumpyMLP:
@@ -340,7 +383,9 @@ def run_config(config: Config, repeats: int, torch) -> dict:
     agreement = check_agreement(engine, numpy_mlp, torch_mlp)
     w0 = engine.weights()
 
-    impls: dict[str, object] = {"engine": engine, "numpy": numpy_mlp}
+    check_jit(lambda: EngineMLP(config, x, y))
+    jitted = JitEngine(EngineMLP(config, x, y))
+    impls: dict[str, object] = {"engine": engine, "jit": jitted, "numpy": numpy_mlp}
     if torch_mlp is not None:
         impls["torch"] = torch_mlp
     sizes, times = time_interleaved({name: impl.step for name, impl in impls.items()}, repeats,
@@ -352,11 +397,12 @@ def run_config(config: Config, repeats: int, torch) -> dict:
         linear_layers=len(config.sizes) - 1, target_ratio=config.target, repeats=repeats, block_steps=sizes,
         ms_per_step={name: 1e3 * m for name, m in med.items()},
         ms_per_step_all={name: [1e3 * t for t in ts] for name, ts in times.items()},
-        ratio=med["engine"] / med["numpy"],
+        ratio=med["engine"] / med["numpy"], jit_ratio=med["jit"] / med["numpy"], jit_target_ratio=config.jit_target,
         ratio_paired_median=statistics.median(paired), ratio_paired_min=min(paired), ratio_paired_max=max(paired),
         agreement=agreement,
     )
     result["meets_target"] = result["ratio"] <= config.target
+    result["jit_meets_target"] = result["jit_ratio"] <= config.jit_target
     if torch_mlp is not None:
         result["torch_ratio"] = med["torch"] / med["numpy"]
     return result
@@ -454,9 +500,18 @@ def engine_rows(benchmark: str, result: dict) -> list[dict]:
     ms, case = result["ms_per_step"], f"({result['config']}) {result['name']}"
     rows = [dict(benchmark=benchmark, case=case, a="engine", b="numpy by hand", a_ms=ms["engine"], b_ms=ms["numpy"],
                  ratio=result["ratio"], target=f"<= {result['target_ratio']}", ok=result["meets_target"])]
+    if "jit" in ms:
+        rows.append(dict(benchmark=benchmark, case=case, a="engine, jit", b="numpy by hand", a_ms=ms["jit"],
+                         b_ms=ms["numpy"], ratio=result["jit_ratio"], target=f"<= {result['jit_target_ratio']}",
+                         ok=result["jit_meets_target"]))
     if "torch" in ms:
         rows.append(dict(benchmark=benchmark, case=case, a="engine", b="torch", a_ms=ms["engine"], b_ms=ms["torch"],
                          ratio=ms["engine"] / ms["torch"], target="", ok=None))
+        if "jit" in ms:
+            rows.append(dict(benchmark=benchmark, case=case, a="engine, jit", b="torch", a_ms=ms["jit"],
+                             b_ms=ms["torch"], ratio=ms["jit"] / ms["torch"],
+                             target="< 1.0" if result["config"] == "a" else "", ok=ms["jit"] < ms["torch"]
+                             if result["config"] == "a" else None))
     return rows
 
 

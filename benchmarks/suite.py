@@ -170,7 +170,7 @@ def main(quick: bool = False, repeats: int | None = None, only: list[str] | None
     torch = bench_mlp_step.import_torch() if use_torch else None
     if torch is not None:
         torch.manual_seed(0)
-        torch.set_num_threads(1)  # as bench_batchnorm: NumPy's elementwise ops are single-threaded too
+        torch.set_num_threads(bench_mlp_step.blas_threads())  # as many threads as NumPy's BLAS: neither has more
     cupy, cupy_reason = _cupy() if "cuda" in selected else (None, "not selected")
     for line in header_lines(torch, cupy, cupy_reason):
         print(line)

@@ -79,6 +79,7 @@ class _Program:
         produced: dict[int, int] = {}  # id(op output) -> op number (the recording keeps them alive: ids stay unique)
         ext_index: dict[int, int] = {}
         self.ops: list[tuple] = []  # (cls, ctx, input refs, kwargs, output shape, output dtype)
+        self.classes: list[type] = []  # the array class of each op's output
 
         def ref(value: Any) -> tuple:
             if not isinstance(value, Tensor):
@@ -102,6 +103,7 @@ class _Program:
                 refs = tuple(ref(a) for a in op_args)
                 k = len(self.ops)
                 self.ops.append((cls, ctx, refs, dict(kwargs), tuple(out._data.shape), out._data.dtype))
+                self.classes.append(out._data.__class__)
                 produced[id(out)] = k
                 self.steps.append(("op", k))
             elif entry[0] == "backward":
@@ -124,6 +126,9 @@ class _Program:
             if getattr(ctx, "parents", None) is not None or hasattr(ctx, "sequence"):
                 ctx.parents = (None,) * len(refs)
         self.backward_plans = {k: self._backward_plan(k) for kind, k, *_ in self.steps if kind == "backward"}
+        self.source = ""
+        if not self.reasons:
+            self.compile()
 
     def _backward_plan(self, root: int) -> list[tuple]:
         """The recorded ops behind ``root`` that take part in backward, newest first (the engine's order: parents
@@ -168,90 +173,135 @@ class _Program:
                     "random tensor, a comparison or an integer cast)")
         return None
 
-    # -- replay ---------------------------------------------------------------------------------------------------------
-    def replay(self, args: tuple) -> Any:
-        values: list[Any] = [None] * len(self.ops)
-        arg_data = [a._data if isinstance(a, Tensor) else a for a in args]
-        externals = self.externals
+    # -- replay: the program compiled to straight-line Python ---------------------------------------------------------
+    def compile(self) -> None:
+        """Write the program as the source of one Python function, ``replay(args)``, and compile it: every op's
+        forward call, every backward call and gradient sum, every host call, in the recorded order, on local
+        variables (``self.source`` holds the text). The arrays of parameters and buffers are read when used, since
+        host calls may replace them (``copy_master_to_model``)."""
+        names: dict[str, Any] = {"Tensor": Tensor, "seterr": np.seterr, "_normalize": _normalize, "_fit": _fit,
+                                 "_fit_leaf": engine._fit, "_one_per_input": engine._one_per_input,
+                                 "_unaliased": engine._unaliased}
+        lines = ["def replay(args):"]
 
-        def array(r: tuple) -> Any:
+        def emit(text: str, depth: int = 1) -> None:
+            lines.append("    " * depth + text)
+
+        def name(prefix: str, value: Any) -> str:
+            key = f"{prefix}{len(names)}"
+            names[key] = value
+            return key
+
+        def expr(r: tuple) -> str:
             kind, i = r
             if kind == "op":
-                return values[i]
-            if kind == "ext":
-                return externals[i]._data
+                return f"v{i}"
             if kind == "arg":
-                return arg_data[i]
-            return i
+                return f"args[{i}]._data"
+            if kind == "ext":
+                return f"E{i}._data"
+            return name("K", i)
 
-        outer = np.geterr()
-        try:
-            self._run(args, values, array)
-        finally:
-            np.seterr(**outer)
-        return _rebuild(self.result, values, self.ops, externals, args)
-
-    def _run(self, args: tuple, values: list, array: Callable) -> None:
-        ops = self.ops
+        for i, t in enumerate(self.externals):
+            names[f"E{i}"] = t
+        for k, (cls, ctx, *_rest) in enumerate(self.ops):
+            names[f"C{k}"] = ctx
         for step, errstate in zip(self.steps, self.errstates):
             if errstate is not None:
-                np.seterr(**errstate)
-            kind = step[0]
-            if kind == "op":
+                emit(f"seterr(**{name('S', errstate)})")
+            if step[0] == "op":
                 k = step[1]
-                cls, ctx, refs, kwargs = ops[k][:4]
-                ctx._saved = ()
-                inputs = [array(r) for r in refs]
-                if ctx.backend.context is None:
-                    out = cls.forward(ctx, *inputs, **kwargs)
-                else:
-                    with ctx.backend.context:
-                        out = cls.forward(ctx, *inputs, **kwargs)
-                if isinstance(out, Tensor):
-                    out = out._data
-                elif isinstance(out, np.generic):
-                    out = np.asarray(out)
-                values[k] = out
-            elif kind == "backward":
-                _, root, grad_ref, retain_graph = step
-                upstream = array(grad_ref) if grad_ref is not None else None
-                if upstream is None:
-                    backend = ops[root][1].backend
-                    upstream = backend.xp.ones(ops[root][4], dtype=values[root].dtype, device=backend.device)
-                self._backward(root, upstream, retain_graph, args)
+                cls, ctx, refs, kwargs, shape, dtype = self.ops[k]
+                call = ", ".join([f"C{k}"] + [expr(r) for r in refs])
+                if kwargs:
+                    call += f", **{name('KW', kwargs)}"
+                depth = 1
+                if ctx.backend.context is not None:
+                    emit(f"with {name('X', ctx.backend.context)}:")
+                    depth = 2
+                emit(f"C{k}._saved = ()", depth)
+                emit(f"v{k} = {name(cls.__name__ + '_forward_', cls.forward)}({call})", depth)
+                emit(f"if v{k}.__class__ is not {name('A', self.classes[k])}: v{k} = _normalize(v{k})", depth)
+            elif step[0] == "backward":
+                self._emit_backward(step, emit, name, expr)
             else:
                 _, method, host_args, host_kwargs = step
-                method(*host_args, **host_kwargs)
+                emit(f"{name('H', method)}(*{name('HA', host_args)}, **{name('HK', host_kwargs)})  "
+                     f"# {method.__qualname__}")
+        outputs = sorted({i for kind, i in _tensor_refs(self.result) if kind == "op"})
+        emit("return {" + ", ".join(f"{k}: v{k}" for k in outputs) + "}")
+        self.source = "\n".join(lines) + "\n"
+        namespace = dict(names)
+        exec(compile(self.source, f"<tinygrad_edu.jit replay of {len(self.ops)} ops>", "exec"), namespace)  # noqa: S102
+        self._replay = namespace["replay"]
 
-    def _backward(self, root: int, upstream: Any, retain_graph: bool, args: tuple) -> None:
-        """The engine's ``_walk`` over a plan fixed at capture: same order, same sums, same casts."""
-        grads = {root: upstream}
-        leaf_grads: dict[int, list] = {}
-        for k, ctx, targets in self.backward_plans[root]:
-            input_grads = engine._run_backward(ctx, grads.pop(k))
-            for target, grad in zip(targets, input_grads):
-                if target is None or grad is None:
+    def _emit_backward(self, step: tuple, emit: Callable, name: Callable, expr: Callable) -> None:
+        """The engine's walk (``autograd/engine.py``) written out for one backward pass: the same order, the same
+        sums in the same order, the same casts; a leaf's ``.grad`` is set once the whole walk ran."""
+        _, root, grad_ref, retain_graph = step
+        plan = self.backward_plans[root]
+        ctx = self.ops[root][1]
+        for k, _, _ in plan[1:]:
+            emit(f"g{k} = None")
+        leaves: dict[tuple, str] = {}
+        for _, _, targets in plan:
+            for target in targets:
+                if target is not None and target[0] in ("ext", "arg") and target not in leaves:
+                    leaves[target] = f"l{len(leaves)}"
+                    emit(f"l{len(leaves) - 1} = None")
+        if grad_ref is None:
+            emit(f"g{root} = {name('B', ctx.backend)}.xp.ones_like(v{root})")
+        else:
+            emit(f"g{root} = {name('B', ctx.backend)}.xp.asarray({expr(grad_ref)}, copy=True)")
+        for k, ctx, targets in plan:
+            depth = 1
+            if k != root:
+                emit(f"if g{k} is not None:")
+                depth = 2
+            if ctx.backend.context is not None:
+                emit(f"with {name('X', ctx.backend.context)}:", depth)
+                depth += 1
+            emit(f"r = {name(type(ctx).__name__ + '_backward_', ctx.backward)}(C{k}, g{k})", depth)
+            emit("if r.__class__ is not tuple: r = (r,)", depth)
+            n = len(targets)
+            emit(f"if len(r) != {n}: r = _one_per_input(C{k}, r)", depth)
+            needed = [position for position, target in enumerate(targets) if target is not None]
+            pairs = [(a, b) for i, a in enumerate(needed) for b in needed[i + 1:]]
+            if pairs:  # one array returned for two inputs (a + b): the engine copies it (only needed ones matter)
+                same = " or ".join(f"(r[{a}] is r[{b}] and r[{a}] is not None)" for a, b in pairs)
+                emit(f"if {same}: r = _unaliased(C{k}.xp, r)", depth)
+            for position, target in enumerate(targets):
+                if target is None:
                     continue
+                emit(f"x = r[{position}]", depth)
+                emit("if x is not None:", depth)
                 if target[0] == "op":
                     _, j, shape, dtype = target
-                    if grad.shape != shape or grad.dtype != dtype:
-                        grad = _fit(ctx, grad, shape, dtype)
-                    grads[j] = grad if j not in grads else grads[j] + grad
-                    continue
-                leaf = self.externals[target[1]] if target[0] == "ext" else args[target[1]]
-                data = leaf._data
-                if grad.__class__ is not data.__class__ or grad.shape != data.shape or grad.dtype != data.dtype:
-                    grad = engine._fit(ctx, leaf, grad)
-                staged = leaf_grads.get(id(leaf))
-                if staged is None:
-                    so_far = leaf._grad
-                    leaf_grads[id(leaf)] = [leaf, grad if so_far is None else so_far._data + grad]
+                    cls_name, shape_name, dtype_name = name("A", self.classes[j]), name("S", shape), name("D", dtype)
+                    emit(f"if x.__class__ is not {cls_name} or x.shape != {shape_name} or x.dtype != {dtype_name}: "
+                         f"x = _fit(C{k}, x, {shape_name}, {dtype_name})", depth + 1)
+                    emit(f"g{j} = x if g{j} is None else g{j} + x", depth + 1)
                 else:
-                    staged[1] = staged[1] + grad
+                    leaf = "E{}".format(target[1]) if target[0] == "ext" else f"args[{target[1]}]"
+                    staged = leaves[target]
+                    emit(f"d = {leaf}._data", depth + 1)
+                    emit("if x.__class__ is not d.__class__ or x.shape != d.shape or x.dtype != d.dtype: "
+                         f"x = _fit_leaf(C{k}, {leaf}, x)", depth + 1)
+                    emit(f"{staged} = (x if {leaf}._grad is None else {leaf}._grad._data + x) if {staged} is None "
+                         f"else {staged} + x", depth + 1)
             if not retain_graph:
-                ctx._saved = None
-        for leaf, grad in leaf_grads.values():
-            leaf._grad = Tensor._wrap(grad, leaf.backend)
+                emit(f"C{k}._saved = None", depth)
+        for target, staged in leaves.items():
+            leaf = "E{}".format(target[1]) if target[0] == "ext" else f"args[{target[1]}]"
+            emit(f"if {staged} is not None: {leaf}._grad = Tensor._wrap({staged}, {leaf}.backend)")
+
+    def replay(self, args: tuple) -> Any:
+        outer = np.geterr()
+        try:
+            values = self._replay(args)
+        finally:
+            np.seterr(**outer)
+        return _rebuild(self.result, values, self.ops, self.externals, args)
 
     # -- for reading ----------------------------------------------------------------------------------------------------
     def lines(self, names: dict[int, str]) -> list[str]:
@@ -283,6 +333,22 @@ class _Program:
             else:
                 out.append(f"host {step[1].__qualname__}()")
         return out
+
+
+def _normalize(out: Any) -> Any:
+    """What ``Function.apply`` makes of a forward's result: the array of a Tensor, a NumPy scalar as a 0-d array."""
+    if isinstance(out, Tensor):
+        return out._data
+    return np.asarray(out) if isinstance(out, np.generic) else out
+
+
+def _tensor_refs(structure: Any) -> list[tuple]:
+    kind, content = structure
+    if kind == "tensor":
+        return [content]
+    if kind == "const":
+        return []
+    return [r for s in content for r in _tensor_refs(s)]
 
 
 def _fit(ctx: Any, grad: Any, shape: tuple, dtype: Any) -> Any:
