@@ -204,8 +204,8 @@ class _Program:
 
         for i, t in enumerate(self.externals):
             names[f"E{i}"] = t
-        for k, (cls, ctx, *_rest) in enumerate(self.ops):
-            names[f"C{k}"] = ctx
+        for k, op in enumerate(self.ops):
+            names[f"C{k}"] = op[1]
         for step, errstate in zip(self.steps, self.errstates):
             if errstate is not None:
                 emit(f"seterr(**{name('S', errstate)})")

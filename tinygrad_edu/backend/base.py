@@ -185,7 +185,7 @@ class Backend:
         two bfloat16: ``low_precision``) are multiplied with a float32 accumulator and rounded to their dtype once at
         the end, as in mixed-precision training.
         """
-        if a.dtype.itemsize == 2 and a.dtype == b.dtype and a.dtype in self.low_precision:  # (float32: one test)
+        if a.dtype == b.dtype and a.dtype in self.low_precision:
             return self.matmul_accumulate(a, b, self.xp.float32)
         return self.xp.matmul(a, b)
 
