@@ -282,7 +282,7 @@ class _Program:
                          f"x = _fit(C{k}, x, {shape_name}, {dtype_name})", depth + 1)
                     emit(f"g{j} = x if g{j} is None else g{j} + x", depth + 1)
                 else:
-                    leaf = "E{}".format(target[1]) if target[0] == "ext" else f"args[{target[1]}]"
+                    leaf = f"E{target[1]}" if target[0] == "ext" else f"args[{target[1]}]"
                     staged = leaves[target]
                     emit(f"d = {leaf}._data", depth + 1)
                     emit("if x.__class__ is not d.__class__ or x.shape != d.shape or x.dtype != d.dtype: "
@@ -292,7 +292,7 @@ class _Program:
             if not retain_graph:
                 emit(f"C{k}._saved = None", depth)
         for target, staged in leaves.items():
-            leaf = "E{}".format(target[1]) if target[0] == "ext" else f"args[{target[1]}]"
+            leaf = f"E{target[1]}" if target[0] == "ext" else f"args[{target[1]}]"
             emit(f"if {staged} is not None: {leaf}._grad = Tensor._wrap({staged}, {leaf}.backend)")
 
     def replay(self, args: tuple) -> Any:
