@@ -265,3 +265,30 @@ def test_conv2d_module_errors():
     layer = nn.Conv2d(3, 2, 3)
     with pytest.raises(InputError, match="has 1 channels but weight of shape"):
         layer(Tensor(np.ones((1, 1, 5, 5), dtype=np.float32)))
+
+
+def test_reused_im2col_columns_never_overwrite_saved_ones(monkeypatch):
+    """The NumPy backend hands im2col's columns of the previous call back only when no graph holds them: two
+    same-shaped layers in one graph, and several steps, give the gradients of fresh arrays at every call."""
+    from tinygrad_edu.backend import get_backend
+
+    def gradients():
+        tg.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1))
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(3):
+            x = Tensor(rng.standard_normal((2, 3, 6, 6)).astype(np.float32), requires_grad=True)
+            g = Tensor(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+            a, b = net(x), net(x * 2.0)  # two graphs alive at once
+            ((a * g).sum() + (b * g).sum()).backward()
+            out += [x.grad.numpy().copy()] + [p.grad.numpy().copy() for p in net.parameters()]
+            for p in net.parameters():
+                p.grad = None
+        return out
+
+    reused = gradients()
+    backend = get_backend("cpu")
+    monkeypatch.setattr(type(backend), "scratch", lambda self, name, shape, dtype: np.empty(shape, dtype=dtype))
+    fresh = gradients()
+    assert all(np.array_equal(a, b) for a, b in zip(reused, fresh))

@@ -163,6 +163,11 @@ class Backend:
     def _ones_cache(self) -> dict:
         return {}
 
+    def scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An uninitialized array for the large temporary ``name`` of an op (im2col's columns). Here a new one at
+        every call; the NumPy backend hands back the previous call's array when nothing holds it any more."""
+        return self.xp.empty(shape, dtype=dtype, device=self.device)
+
     def _ones(self, n: int, dtype: Any) -> Any:
         """A vector of n ones on this device, kept from one call to the next (it is only ever read)."""
         cache = self._ones_cache

@@ -6,6 +6,7 @@ their matrix products run the CPU kernel ``kernels/matmul_cpu.py`` (float32 accu
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import ml_dtypes
@@ -25,6 +26,19 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         self.manual_seed(DEFAULT_SEED)
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def scratch(self, name, shape, dtype):
+        """The previous call's array for ``name`` when nothing else holds it any more (the op that saved it has run
+        its backward: a NumPy view of it would hold it through ``.base``), else a new one, kept for the next call.
+        Reusing it saves allocating, and page-faulting, tens of MiB at every step: memory the C library may have
+        handed back to the OS in between, which made conv2d's step time change from run to run."""
+        array = self._scratch.get(name)
+        # held by the cache, this variable and getrefcount's argument only: free to be written again
+        if array is not None and array.shape == shape and array.dtype == dtype and sys.getrefcount(array) <= 3:
+            return array
+        array = self._scratch[name] = np.empty(shape, dtype=dtype)
+        return array
 
     def from_host(self, host: np.ndarray) -> np.ndarray:
         return host

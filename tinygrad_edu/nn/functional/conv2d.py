@@ -55,8 +55,13 @@ class Conv2dFunction(Function):
         # x_pad laid out (C, N, Hp, Wp), so that X_col comes out (C·KH·KW, N·OH·OW) and all products are 2-D
         x_pad = xp.zeros((C, N, H + pt + pb, W + pl + pr), dtype=x.dtype, device=ctx.backend.device)
         x_pad[:, :, pt:pt + H, pl:pl + W] = xp.permute_dims(x, (1, 0, 2, 3))
-        slices = [x_pad[:, :, _window(i, dh, sh, OH), _window(j, dw, sw, OW)] for i in range(KH) for j in range(KW)]
-        x_col = xp.reshape(xp.stack(slices, axis=1), (C * KH * KW, N * OH * OW))  # rows (c, i, j), cols (n, u, v)
+        # X_col: (C, KH·KW, N, OH, OW), one kernel offset's strided slice of x_pad at a time; the array of the
+        # previous step when its backward has freed it (backend.scratch: 9x the input for a 3x3 kernel)
+        x_col = ctx.backend.scratch("conv2d.x_col", (C, KH * KW, N, OH, OW), x.dtype)
+        for i in range(KH):
+            for j in range(KW):
+                x_col[:, i * KW + j, ...] = x_pad[:, :, _window(i, dh, sh, OH), _window(j, dw, sw, OW)]
+        x_col = xp.reshape(x_col, (C * KH * KW, N * OH * OW))  # rows (c, i, j), cols (n, u, v)
         w_mat = xp.reshape(weight, (C_out, C * KH * KW))
         y_mat = ctx.backend.matmul(w_mat, x_col)  # (C_out, N·OH·OW)
         if bias is not None:
