@@ -16,9 +16,10 @@ run eagerly, as without ``jit``, while ``autograd.capture`` records what they di
 context, where each input came from), the backward pass, and the *host calls* (``optimizer.step``, ``zero_grad``,
 the loss scaler's and master weights' methods, batchnorm's batch count), which are Python code that changes state.
 
-**Replay.** From the third call on, the recorded program runs as a flat list: each op's ``forward`` on the arrays
-(no Tensor, no new context, no checks), then the backward of the recorded ops newest first with the engine's own
-gradient routing, and each host call again, in place. Random ops (dropout, DropConnect, swapout) draw their masks in
+**Replay.** From the third call on, the recorded program runs as one Python function written for it at capture
+(``step.source``): each op's ``forward`` on the arrays (no Tensor, no new context, no checks), then the backward of
+the recorded ops newest first with the engine's own gradient routing written out, and each host call again, in
+place. Random ops (dropout, DropConnect, swapout) draw their masks in
 ``forward``, from the same generator in the same order: a replayed run gives the eager run's values bit for bit.
 
 **What breaks capture.** The two eager calls must record the same program. Either of them reports why not when it
@@ -30,7 +31,9 @@ the reason (``jit(strict=True)``: a ``JitError`` instead). What replay cannot se
 step are constants of the capture (pass a value that changes as an argument, which is part of the signature), and
 the public functions' input checks (shapes, class indices in range) run at capture only.
 
-``step.graph`` lists the replayed program, the tape as data; ``step.stats`` counts captures, replays and eager calls.
+``step.graph`` lists the replayed program, the tape as data; ``step.source`` is the Python function a replay runs
+(the program compiled to straight-line code: one line per forward call, the engine's backward walk written out);
+``step.stats`` counts captures, replays and eager calls.
 """
 
 from __future__ import annotations
@@ -500,6 +503,13 @@ class JitFunction:
             raise JitError(message)
         warnings.warn(message, JitWarning, stacklevel=4)
         self._remember(signature, reason)
+
+    @property
+    def source(self) -> str:
+        """The Python function a replay runs for the latest signature (empty before a program is confirmed): each
+        op's forward, the backward walk written out, the host calls."""
+        program = self._programs.get(self._last) if self._last is not None else None
+        return program.source if isinstance(program, _Program) else ""
 
     @property
     def graph(self) -> list[str]:
