@@ -277,7 +277,7 @@ def test_bench_quick_table_has_no_verdict_where_the_target_does_not_apply(tmp_pa
     result = tinygrad_edu("bench", "--quick", "--only", "mlp", "batchnorm", "fp16", "--no-torch", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = _table(result.stdout)
-    assert len(rows) == 6 and all(row[-2:] == ["n/a", "n/a"] for row in rows), result.stdout
+    assert len(rows) == 9 and all(row[-2:] == ["n/a", "n/a"] for row in rows), result.stdout
     assert "targets n/a" in result.stdout
 
 
