@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.autograd import anomaly, capture, engine
+from tinygrad_edu.autograd import anomaly, capture, engine, hooks
 from tinygrad_edu.tensor import Tensor
 
 __all__ = ["JitError", "JitWarning", "jit"]
@@ -125,6 +125,7 @@ class _Program:
                 self.steps.append(("host", method, host_args, host_kwargs))
         self.result = _structure(result, ref, self.reasons)
         self.guards = [(t, t.requires_grad, tuple(t._data.shape), t._data.dtype) for t in self.externals]
+        self.generation = hooks.generation  # a hook registered later (the replay would skip it) captures again
         for _, ctx, refs, *_ in self.ops:  # the replay gives each context its inputs' count, not the tensors
             if getattr(ctx, "parents", None) is not None or hasattr(ctx, "sequence"):
                 ctx.parents = (None,) * len(refs)
@@ -454,8 +455,9 @@ class JitFunction:
         signature = self._signature(args, kwargs)
         entry = self._programs.get(signature)
         if isinstance(entry, _Program):
-            if all(t.requires_grad == rg and t._data.shape == shape and t._data.dtype == dtype
-                   for t, rg, shape, dtype in entry.guards):
+            if entry.generation == hooks.generation and all(
+                    t.requires_grad == rg and t._data.shape == shape and t._data.dtype == dtype
+                    for t, rg, shape, dtype in entry.guards):
                 self.stats["replays"] += 1
                 self._last = signature
                 return entry.replay(args)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_edu import arguments, composite, dtypes, ops
-from tinygrad_edu.autograd import capture, engine, versions
+from tinygrad_edu.autograd import capture, engine, hooks, versions
 from tinygrad_edu.autograd.function import Function, device_mismatch
 from tinygrad_edu.backend import Backend, backend_of, get_backend, get_default_device
 
@@ -211,6 +211,8 @@ class Tensor:
     __hash__ = object.__hash__
 
     # -- autograd ------------------------------------------------------------------------------------------------
+    register_hook, retain_grad = hooks.register, hooks.retain  # (PyTorch's; see tinygrad_edu.autograd.hooks)
+    retains_grad = property(hooks.retains, doc="True after retain_grad() on a non-leaf.")
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) · grad into the ``.grad`` of every leaf that requires grad.
 

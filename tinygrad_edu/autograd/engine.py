@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.autograd import anomaly, capture, versions
+from tinygrad_edu.autograd import anomaly, capture, hooks, versions
 
 #: Is the tape recording? ``no_grad()`` turns it off for evaluation and parameter updates.
 grad_enabled = True
@@ -87,6 +87,8 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
     todo = [(-root._ctx.sequence, root)]  # a heap: the newest op comes out first
     leaf_grads: dict[int, list] = {}  # id(leaf) -> [leaf, its new .grad]: set only once the whole walk succeeded
     walked = []  # the ops whose backward ran: their saved arrays are freed once the whole walk succeeded
+    retained = []  # (tensor, gradient) for the non-leaves that retain their gradient (retain_grad)
+    tensor_hooks = hooks.active  # empty unless some tensor has a hook (register_hook) or retains its gradient
     last_change = versions.last_change
     while todo:
         node = heapq.heappop(todo)[1]
@@ -95,7 +97,12 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
             raise freed_error(ctx)
         if last_change > ctx.sequence:  # some tensor changed in place since this op ran: did the op save it?
             versions.check_saved(ctx, node)
-        input_grads = _run_backward(ctx, grads.pop(id(node)))
+        grad = grads.pop(id(node))
+        if tensor_hooks and id(node) in tensor_hooks:  # the whole dL/d(node) is in: its hooks may replace it
+            grad = hooks.run(node, grad)
+            if id(node) in hooks.retained:
+                retained.append((node, grad))
+        input_grads = _run_backward(ctx, grad)
         for parent, grad, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
             if grad is None or not needed:
                 continue
@@ -107,7 +114,8 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
                 staged = leaf_grads.get(key)
                 if staged is None:
                     so_far = parent._grad
-                    leaf_grads[key] = [parent, grad if so_far is None else so_far._data + grad]
+                    hooked = bool(tensor_hooks) and key in tensor_hooks  # hooks see this pass's gradient alone
+                    leaf_grads[key] = [parent, grad if so_far is None or hooked else so_far._data + grad, hooked]
                 else:
                     staged[1] = staged[1] + grad
             elif key in grads:  # a second path to this tensor: the chain rule adds them
@@ -117,7 +125,11 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
                 heapq.heappush(todo, (-parent._ctx.sequence, parent))
         walked.append(ctx)
     # every backward ran without an error: now change state (a failed walk leaves .grad and the graph as they were)
-    for leaf, grad in leaf_grads.values():
+    # (a hooked leaf: its hooks run on this pass's gradient, which is then added to .grad, in PyTorch's order)
+    final = [(leaf, hooks.on_leaf(leaf, grad) if hooked else grad) for leaf, grad, hooked in leaf_grads.values()]
+    for node, grad in retained:
+        node._grad = Tensor._wrap(grad if node._grad is None else node._grad._data + grad, node.backend)
+    for leaf, grad in final:
         leaf._grad = Tensor._wrap(grad, leaf.backend)  # (of the leaf's shape and dtype: _fit made sure)
     if not retain_graph:  # free what forward saved, and the links to the inputs (their arrays too)
         for ctx in walked:

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinygrad_edu.autograd import capture
+from tinygrad_edu.autograd import Function, capture, hooks
 from tinygrad_edu.backend import canonical_device, get_backend
 from tinygrad_edu.dtypes import bfloat16, is_floating
 from tinygrad_edu.tensor import Tensor
@@ -33,6 +33,66 @@ class Parameter(Tensor):
 
 #: While the outermost module call runs: (buffer, its values before) for each buffer a layer is about to change.
 _changed_buffers: list[tuple[Tensor, Any]] | None = None
+
+
+class BackwardHookIdentity(Function):
+    """y = x, whose backward hands dL/dy to ``on_grad`` (a ``_BackwardHookState`` method) and returns what it
+    returns: the points where a module's full backward hooks see, and may replace, its gradients."""
+
+    @staticmethod
+    def forward(ctx, x, on_grad=None):
+        ctx.on_grad = on_grad
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.on_grad(g, ctx.backend)
+
+
+class _BackwardHookState:
+    """One call of a module with full backward hooks: the gradient at its output, then at its input."""
+
+    def __init__(self, module: Module, hooks_: list, input_needs_grad: bool):
+        self.module, self.hooks, self.input_needs_grad, self.grad_output = module, hooks_, input_needs_grad, None
+
+    @staticmethod
+    def wrap_input(module: Module, hooks_: list, args: tuple) -> tuple[_BackwardHookState, tuple]:
+        tensors = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        if len(tensors) != 1:
+            raise RuntimeError(f"{type(module).__name__}: register_full_backward_hook supports modules called with "
+                               f"one tensor argument, got {len(tensors)}")
+        i = tensors[0]
+        state = _BackwardHookState(module, hooks_, args[i].requires_grad)
+        if state.input_needs_grad:
+            args = args[:i] + (BackwardHookIdentity.apply(args[i], on_grad=state.at_input),) + args[i + 1:]
+        return state, args
+
+    def wrap_output(self, output: Any) -> Any:
+        if not isinstance(output, Tensor):
+            raise RuntimeError(f"{type(self.module).__name__}: register_full_backward_hook supports modules that "
+                               f"return one tensor, got {type(output).__name__}")
+        return BackwardHookIdentity.apply(output, on_grad=self.at_output) if output.requires_grad else output
+
+    def at_output(self, g: Any, backend: Any) -> Any:
+        self.grad_output = g
+        if not self.input_needs_grad:  # no gradient will reach the input: the hooks run now, with (None,)
+            self._run((None,), backend)
+        return g
+
+    def at_input(self, g: Any, backend: Any) -> Any:
+        return self._run((g,), backend)[0]
+
+    def _run(self, grad_input: tuple, backend: Any) -> tuple:
+        def wrap(a: Any) -> Any:
+            return None if a is None else Tensor._wrap(a, backend)
+
+        grad_output = (wrap(self.grad_output),)
+        current = tuple(wrap(a) for a in grad_input)
+        for hook in self.hooks:
+            result = hook(self.module, current, grad_output)
+            if result is not None:
+                current = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+        return tuple(None if t is None else t._data for t in current)
 
 
 def remember(buffer: Tensor | None) -> None:
@@ -82,7 +142,60 @@ class Module:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
+    _has_hooks = False  # set on the instance by the first register_*hook: __call__ then takes _call_with_hooks
+
+    def register_forward_pre_hook(self, hook: Any) -> hooks.RemovableHandle:
+        """``hook(module, args)`` before ``forward``; a result that is not None replaces the positional arguments (a
+        tuple, or one value)."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook: Any) -> hooks.RemovableHandle:
+        """``hook(module, args, output)`` after ``forward``; a result that is not None replaces the output."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def register_full_backward_hook(self, hook: Any) -> hooks.RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` once the gradients with respect to the module's input are computed
+        (``grad_input`` is ``(None,)`` when the input needs none); a result that is not None replaces ``grad_input``.
+        For modules with one tensor input and one tensor output (the layers of this library)."""
+        return self._add_hook("_backward_hooks", hook)
+
+    def _add_hook(self, table: str, hook: Any) -> hooks.RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}.register_*hook: expected a callable, got {type(hook).__name__}")
+        hooks.registered()
+        if table not in self.__dict__:
+            object.__setattr__(self, table, {})
+        object.__setattr__(self, "_has_hooks", True)
+        handle = hooks.RemovableHandle(self.__dict__[table])
+        self.__dict__[table][handle.id] = hook
+        return handle
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
+        """``__call__`` for a module with hooks: pre-hooks, backward-hook wrapping, forward, forward hooks."""
+        pre, post, backward = (list(self.__dict__.get(t, {}).values())
+                               for t in ("_forward_pre_hooks", "_forward_hooks", "_backward_hooks"))
+        if pre or post or backward:
+            capture.unreplayable("a module hook ran (Python callbacks are not replayed)")
+        for hook in pre:
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        state = None
+        if backward:
+            state, args = _BackwardHookState.wrap_input(self, backward, args)
+        output = self._call_forward(args, kwargs)
+        for hook in post:
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return state.wrap_output(output) if state is not None else output
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._has_hooks:
+            return self._call_with_hooks(args, kwargs)
+        return self._call_forward(args, kwargs)
+
+    def _call_forward(self, args: tuple, kwargs: dict) -> Any:
         """``forward(*args, **kwargs)``. A forward that raises changes nothing: the buffers that layers changed on the
         way (``remember``: batchnorm's running statistics) get their values back when the outermost call fails."""
         global _changed_buffers

@@ -8,6 +8,7 @@ import numpy as np
 
 from tinygrad_edu import ops
 from tinygrad_edu.functions import concatenate, split, stack
+from tinygrad_edu.nn.modules.module import BackwardHookIdentity
 from tinygrad_edu.tensor import Tensor
 from tinygrad_edu.testing.registry._core import register
 from tinygrad_edu.testing.registry._inputs import (
@@ -75,3 +76,6 @@ register("split", lambda x: (*split(x, 2, axis=-1), *x.split([1, x.shape[0] - 1]
          (ops.GetItem,), "chunks of 2 along the last axis; sections [1, n - 1] along axis 0")
 register("pad", lambda x: x.pad(tuple((i % 2, (i + 1) % 3) for i in range(x.ndim))), _one(_uniform), (ops.Pad,),
          "zero padding (before, after) = (i % 2, (i + 1) % 3) on axis i")
+register("backward_hook_identity", lambda x: BackwardHookIdentity.apply(x, on_grad=lambda g, backend: g),
+         _one(_uniform), (BackwardHookIdentity,),
+         "the identity through which a module's full backward hooks see its gradients (here: passed on unchanged)")
