@@ -1,5 +1,6 @@
 """The command line: ``tinygrad-edu COMMAND ...``, also ``python -m tinygrad_edu COMMAND ...``.
 
+    tinygrad-edu explain NAME [--source] [--seed N]
     tinygrad-edu gradcheck [NAME ...] [--device cpu|cuda|strict] [--dtype float64|float32|float16] [--seed N] [--trials K]
     tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
                        [--depth D] [--width W] [--device cpu|cuda|cuda:N|strict] [--precision fp32|mixed16|mixed-bf16|dfp16] [--epochs N]
@@ -458,6 +459,36 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"train accuracy {history['train_accuracy'][-1]:.3f}  test accuracy {history['test_accuracy'][-1]:.3f}  "
           f"({config.dataset}, {config.epochs} epochs, {timing}, {history['device']}, {config.precision}{extra})")
     return EXIT_OK
+
+
+def _configure_explain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="a registry entry (tinygrad-edu gradcheck --help lists them)")
+    parser.add_argument("--source", action="store_true", help="also print the code of forward and backward")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the checked inputs (default: 0)")
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from tinygrad_edu.testing.explain import explain
+
+    try:
+        with default_device("cpu"):
+            text = explain(args.name, source=args.source, seed=args.seed)
+    except KeyError as exc:
+        return _usage_error("explain", exc.args[0])
+    print(text)
+    return EXIT_OK if text.endswith("verdict: passed") else EXIT_FAILED
+
+
+COMMANDS["explain"] = Command(
+    help="show where an op's forward and backward live, its math, and its gradient checked live",
+    description=textwrap.fill(
+        "Print where the registered op NAME's forward and backward are (file:line), the math from its docstring, "
+        "then check its gradient on a small float64 input, analytic and numeric values side by side; --source "
+        "prints the code of forward and backward too.", width=105,
+    ),
+    configure=_configure_explain,
+    run=_run_explain,
+)
 
 
 COMMANDS["train"] = Command(

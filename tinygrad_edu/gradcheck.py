@@ -81,6 +81,8 @@ class InputReport:
     max_rel_error: float = 0.0
     mismatches: list[Mismatch] = field(default_factory=list)
     name: str = ""  #: how the report names it: "input 0", or a module's parameter name such as "0.weight"
+    #: (index, analytic, numeric) of every element compared (element by element checks), in order
+    compared: list[tuple[tuple[int, ...], float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.name = self.name or f"input {self.position}"
@@ -384,6 +386,7 @@ def _check_elements(report, x, grad, loss, center, eps, atol, rtol) -> None:
         minus = loss()
         data[index] = original
         central, left, right = _differences(plus, minus, center, eps)
+        report.compared.append((index, float(grad[index]), central))
         _record(report, index, float(grad[index]), central, left, right, center, eps, atol, rtol)
 
 
