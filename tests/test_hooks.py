@@ -97,6 +97,16 @@ def test_retain_grad_keeps_a_non_leafs_gradient_and_adds_it_up():
     assert not x.retains_grad
 
 
+def test_a_retained_gradient_is_the_one_after_the_hooks():
+    x = _x()
+    y = x * 2.0
+    y.retain_grad()  # registered first, still applied after the hooks (PyTorch 2)
+    y.register_hook(lambda g: g * 10.0)
+    (y * y).sum().backward()
+    assert np.array_equal(y.grad.numpy(), [40.0, 80.0, 120.0])
+    assert np.array_equal(x.grad.numpy(), [80.0, 160.0, 240.0])
+
+
 def test_a_hook_does_not_keep_its_tensor_or_graph_alive():
     x = _x()
     y = x * 2.0

@@ -5,7 +5,7 @@
     tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
                        [--depth D] [--width W] [--device cpu|cuda|cuda:N|strict] [--precision fp32|mixed16|mixed-bf16|dfp16] [--epochs N]
                        [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
-                       [--save FILE] [--no-progress] [--distributed [--sync-bn]] [--jit]
+                       [--save FILE] [--no-progress] [--distributed [--sync-bn]] [--jit] [--draw-graph FILE.svg]
     mpirun -n K tinygrad-edu train --distributed ...      (data parallel over K processes)
     tinygrad-edu bench [--quick] [--repeats R] [--only mlp batchnorm conv2d fp16 cuda ddp] [--no-torch]
 
@@ -334,6 +334,9 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync-bn", action="store_true",
                         help="with --distributed and --norm batch: batchnorm statistics over every process's batch "
                              "(SyncBatchNorm), as one process with the whole K x B batch")
+    parser.add_argument("--draw-graph", metavar="FILE.svg", default=None,
+                        help="draw the first training step's tape (tinygrad_edu.viz) to FILE (.svg, .png or .dot): "
+                             "Graphviz's dot when installed, else matplotlib")
     parser.add_argument("--jit", action="store_true",
                         help="capture the training step on its first calls and replay it after (tinygrad_edu.jit): "
                              "the same numbers bit for bit, without the tape's bookkeeping")
@@ -398,7 +401,10 @@ def _run_train(args: argparse.Namespace) -> int:
         except ImportError:
             return _usage_error("train", "--plot needs matplotlib, which is not installed: "
                                 "pip install 'tinygrad_edu[plot]'")
-    for option, path, check in (("--plot", args.plot, t.check_plot_path), ("--save", args.save, t.check_writable)):
+    if args.draw_graph is not None and not args.draw_graph.lower().endswith((".svg", ".png", ".dot")):
+        return _usage_error("train", f"--draw-graph: {args.draw_graph!r} must end in .svg, .png or .dot")
+    for option, path, check in (("--plot", args.plot, t.check_plot_path), ("--save", args.save, t.check_writable),
+                                ("--draw-graph", args.draw_graph, t.check_writable)):
         if path is not None:
             try:
                 check(path)
@@ -427,7 +433,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        history = t.train(config, progress=not args.no_progress)
+        history = t.train(config, progress=not args.no_progress, draw_graph=args.draw_graph)
     except t.TrainingDiverged as exc:
         print(f"{PROG} train: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -443,6 +449,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.plot is not None and main_process:
         t.plot_history(history, args.plot)
         print(f"saved loss and accuracy curves to {args.plot}")
+    if args.draw_graph is not None and main_process:
+        print(f"drew the first training step's tape to {args.draw_graph}")
     if not main_process:
         return EXIT_OK
     timing = f"{time.perf_counter() - start:.1f} s"

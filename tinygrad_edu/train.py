@@ -71,7 +71,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinygrad_edu import amp, datasets, dtypes, nn, serialization
+from tinygrad_edu import amp, datasets, dtypes, nn, serialization, viz
 from tinygrad_edu import distributed as dist
 from tinygrad_edu.autograd import no_grad
 from tinygrad_edu.backend import (
@@ -505,7 +505,8 @@ def select_backend(config: TrainConfig) -> Backend:
     return backend
 
 
-def train(config: TrainConfig | None = None, progress: bool = False, **overrides: Any) -> dict[str, Any]:
+def train(config: TrainConfig | None = None, progress: bool = False, draw_graph: str | os.PathLike | None = None,
+          **overrides: Any) -> dict[str, Any]:
     """Train the MLP of ``config`` (a ``TrainConfig``; keyword overrides allowed) and return its history.
 
     Each epoch draws a permutation of the training set (``numpy.random.default_rng(seed + epoch)``), runs SGD with
@@ -534,10 +535,10 @@ def train(config: TrainConfig | None = None, progress: bool = False, **overrides
     config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
     backend = select_backend(config)  # raises ValueError or DeviceUnavailableError before any work
     with default_device(backend.name):  # "cpu", "strict", "cuda:0"
-        return _train(config, backend.name, progress)
+        return _train(config, backend.name, progress, draw_graph)
 
 
-def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
+def _train(config: TrainConfig, device: str, progress: bool, draw_graph: Any = None) -> dict[str, Any]:
     """The body of ``train`` on ``device`` (chosen and checked)."""
     half = config.precision in LOW_PRECISION  # a model in float16 or bfloat16, through FP32 master weights
     low = getattr(dtypes, LOW_PRECISION[config.precision]) if half else None
@@ -569,12 +570,20 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
     scheduler = lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.epochs) \
         if config.schedule == "cosine" else None
 
+    def draw(loss: Tensor) -> None:  # draw_graph: the first step's tape, before its backward frees it
+        nonlocal draw_graph
+        if draw_graph is not None and main_process:
+            viz.draw(loss, model).render(draw_graph)
+        draw_graph = None
+
     def step(xb: Tensor, yb: Tensor) -> Tensor:
         """One training step on the batch (xb, yb): forward, loss, backward, optimizer step."""
         optimizer.zero_grad()
         if half:  # float16 overflows while the scale is too large are expected: that step is skipped
             with np.errstate(over="ignore", invalid="ignore"):
                 loss = F.cross_entropy(_forward(net, xb, low), yb)
+                if draw_graph is not None:
+                    draw(loss)
                 scaler.scale(loss).backward()
             master.copy_grads_to_master()
             scaler.step(optimizer)  # skipped when a gradient is inf/NaN; then update() halves the scale
@@ -582,6 +591,8 @@ def _train(config: TrainConfig, device: str, progress: bool) -> dict[str, Any]:
             master.copy_master_to_model()
         else:
             loss = F.cross_entropy(net(xb), yb)
+            if draw_graph is not None:
+                draw(loss)
             loss.backward()  # distributed: .grad then holds the average over the processes
             optimizer.step()
         return loss
