@@ -29,7 +29,7 @@ LAYERS = {
     "ops": ["tinygrad_edu.ops", "tinygrad_edu.arguments", "tinygrad_edu.dtypes"],
     "core": ["tinygrad_edu.tensor", "tinygrad_edu.composite", "tinygrad_edu.functions", "tinygrad_edu.creation"],
     "library": ["tinygrad_edu.nn", "tinygrad_edu.optim", "tinygrad_edu.amp", "tinygrad_edu.distributed",
-                "tinygrad_edu.serialization", "tinygrad_edu.jit", "tinygrad_edu.viz"],
+                "tinygrad_edu.serialization", "tinygrad_edu.jit", "tinygrad_edu.viz", "tinygrad_edu.monitor"],
     "tools": ["tinygrad_edu.gradcheck", "tinygrad_edu.testing"],
     "apps": ["tinygrad_edu.cli", "tinygrad_edu.train", "tinygrad_edu.datasets", "tinygrad_edu.examples",
              "tinygrad_edu.benchmarks", "tinygrad_edu.__main__"],

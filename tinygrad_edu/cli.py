@@ -5,7 +5,7 @@
     tinygrad-edu train [--dataset disc|digits] [--norm batch|layer|none] [--activation relu|...|maxout] [--dropout P]
                        [--depth D] [--width W] [--device cpu|cuda|cuda:N|strict] [--precision fp32|mixed16|mixed-bf16|dfp16] [--epochs N]
                        [--batch-size B] [--lr LR] [--schedule cosine|constant] [--seed S] [--plot FILE.png]
-                       [--save FILE] [--no-progress] [--distributed [--sync-bn]] [--jit] [--draw-graph FILE.svg]
+                       [--save FILE] [--no-progress] [--distributed [--sync-bn]] [--jit] [--draw-graph FILE.svg] [--monitor FILE.png]
     mpirun -n K tinygrad-edu train --distributed ...      (data parallel over K processes)
     tinygrad-edu bench [--quick] [--repeats R] [--only mlp batchnorm conv2d fp16 cuda ddp] [--no-torch]
 
@@ -337,6 +337,9 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw-graph", metavar="FILE.svg", default=None,
                         help="draw the first training step's tape (tinygrad_edu.viz) to FILE (.svg, .png or .dot): "
                              "Graphviz's dot when installed, else matplotlib")
+    parser.add_argument("--monitor", metavar="FILE.png", default=None,
+                        help="record per layer and epoch the activation RMS, gradient norm and relative weight update "
+                             "(GradientFlowMonitor) and plot them over depth to FILE")
     parser.add_argument("--jit", action="store_true",
                         help="capture the training step on its first calls and replay it after (tinygrad_edu.jit): "
                              "the same numbers bit for bit, without the tape's bookkeeping")
@@ -403,8 +406,15 @@ def _run_train(args: argparse.Namespace) -> int:
                                 "pip install 'tinygrad_edu[plot]'")
     if args.draw_graph is not None and not args.draw_graph.lower().endswith((".svg", ".png", ".dot")):
         return _usage_error("train", f"--draw-graph: {args.draw_graph!r} must end in .svg, .png or .dot")
+    if args.monitor is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _usage_error("train", "--monitor needs matplotlib, which is not installed: "
+                                "pip install 'tinygrad_edu[plot]'")
     for option, path, check in (("--plot", args.plot, t.check_plot_path), ("--save", args.save, t.check_writable),
-                                ("--draw-graph", args.draw_graph, t.check_writable)):
+                                ("--draw-graph", args.draw_graph, t.check_writable),
+                                ("--monitor", args.monitor, t.check_plot_path)):
         if path is not None:
             try:
                 check(path)
@@ -433,7 +443,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        history = t.train(config, progress=not args.no_progress, draw_graph=args.draw_graph)
+        history = t.train(config, progress=not args.no_progress, draw_graph=args.draw_graph, monitor=args.monitor)
     except t.TrainingDiverged as exc:
         print(f"{PROG} train: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -451,6 +461,10 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"saved loss and accuracy curves to {args.plot}")
     if args.draw_graph is not None and main_process:
         print(f"drew the first training step's tape to {args.draw_graph}")
+    if args.monitor is not None and main_process:
+        flow = history["monitor"]
+        print(f"saved the gradient flow over {len(flow['layers'])} layers to {args.monitor} (gradient norm, first "
+              f"layer / last layer, last epoch: {flow['grad_norm'][-1][0] / flow['grad_norm'][-1][-1]:.3g})")
     if not main_process:
         return EXIT_OK
     timing = f"{time.perf_counter() - start:.1f} s"

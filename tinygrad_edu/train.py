@@ -84,6 +84,7 @@ from tinygrad_edu.backend import (
     manual_seed,
 )
 from tinygrad_edu.jit import jit
+from tinygrad_edu.monitor import GradientFlowMonitor
 from tinygrad_edu.nn import functional as F
 from tinygrad_edu.optim import SGD, lr_scheduler
 from tinygrad_edu.tensor import Tensor
@@ -506,7 +507,7 @@ def select_backend(config: TrainConfig) -> Backend:
 
 
 def train(config: TrainConfig | None = None, progress: bool = False, draw_graph: str | os.PathLike | None = None,
-          **overrides: Any) -> dict[str, Any]:
+          monitor: str | os.PathLike | bool | None = None, **overrides: Any) -> dict[str, Any]:
     """Train the MLP of ``config`` (a ``TrainConfig``; keyword overrides allowed) and return its history.
 
     Each epoch draws a permutation of the training set (``numpy.random.default_rng(seed + epoch)``), runs SGD with
@@ -535,10 +536,11 @@ def train(config: TrainConfig | None = None, progress: bool = False, draw_graph:
     config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
     backend = select_backend(config)  # raises ValueError or DeviceUnavailableError before any work
     with default_device(backend.name):  # "cpu", "strict", "cuda:0"
-        return _train(config, backend.name, progress, draw_graph)
+        return _train(config, backend.name, progress, draw_graph, monitor)
 
 
-def _train(config: TrainConfig, device: str, progress: bool, draw_graph: Any = None) -> dict[str, Any]:
+def _train(config: TrainConfig, device: str, progress: bool, draw_graph: Any = None, monitor: Any = None
+           ) -> dict[str, Any]:
     """The body of ``train`` on ``device`` (chosen and checked)."""
     half = config.precision in LOW_PRECISION  # a model in float16 or bfloat16, through FP32 master weights
     low = getattr(dtypes, LOW_PRECISION[config.precision]) if half else None
@@ -599,6 +601,8 @@ def _train(config: TrainConfig, device: str, progress: bool, draw_graph: Any = N
 
     if config.jit:  # the same step, captured on its first calls and replayed after (the same numbers, bit for bit)
         step = jit(step)
+    # monitor: per layer and epoch, activation RMS, gradient norm and relative update (GradientFlowMonitor's hooks)
+    flow = GradientFlowMonitor(model) if monitor else None
 
     n = len(x_train_np)
     sampler = dist.DistributedSampler(n, seed=config.seed, shuffle=True) if config.distributed else None
@@ -635,6 +639,8 @@ def _train(config: TrainConfig, device: str, progress: bool, draw_graph: Any = N
                     bar.update(1)
             if scheduler is not None:
                 scheduler.step()
+            if flow is not None:
+                flow.end_epoch()
             if world_size > 1:  # evaluate with rank 0's running statistics, as the next training forward would
                 ddp.sync_buffers()
             for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
@@ -654,6 +660,11 @@ def _train(config: TrainConfig, device: str, progress: bool, draw_graph: Any = N
         if bar is not None:
             bar.close()
     history["seconds"] = time.perf_counter() - start
+    if flow is not None:
+        flow.remove()
+        history["monitor"] = {"layers": flow.names, **{q: a.tolist() for q, a in flow.history.items()}}
+        if not isinstance(monitor, bool) and main_process:
+            flow.plot(monitor, title=f"{config.dataset}, depth {config.depth}, norm {config.norm}")
     history["world_size"], history["global_batch_size"] = world_size, world_size * config.batch_size
     history["config"] = {**asdict(config), "device": device, "world_size": world_size,
                          "global_batch_size": world_size * config.batch_size}
