@@ -213,3 +213,35 @@ def test_a_hook_registered_after_capture_makes_jit_capture_again():
     with pytest.warns(JitWarning, match="hook"):
         step(x)
     assert calls == [1]
+
+
+def test_the_same_sequence_as_pytorch():
+    """Where torch is installed: hooks, a replacing hook, retain_grad and a module's full backward hook give the
+    gradients PyTorch gives for the same sequence."""
+    torch = pytest.importorskip("torch")
+    w0 = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]])
+    xs = np.array([[1.0, 2.0, -3.0], [0.5, -1.0, 2.0]])
+
+    def run(lib):
+        if lib == "torch":
+            layer = torch.nn.Linear(3, 2, bias=False).double()
+            with torch.no_grad():
+                layer.weight.copy_(torch.tensor(w0))
+            x = torch.tensor(xs, requires_grad=True)
+        else:
+            layer = nn.Linear(3, 2, bias=False, dtype=tg.float64)
+            layer.weight.data[...] = w0
+            x = Tensor(xs, requires_grad=True)
+        seen = []
+        layer.register_full_backward_hook(lambda m, gi, go: (seen.append(go[0].detach().numpy().copy()),
+                                                             (gi[0] * 2.0,))[1])
+        y = layer(x)
+        y.retain_grad()
+        y.register_hook(lambda g: g + 1.0)
+        z = y * y
+        z.register_hook(lambda g: g * 3.0)
+        z.sum().backward()
+        return x.grad.numpy(), layer.weight.grad.numpy(), y.grad.numpy(), seen[0]
+
+    for ours, theirs in zip(run("tinygrad"), run("torch")):
+        assert np.allclose(ours, theirs, rtol=1e-12, atol=0)
