@@ -48,11 +48,7 @@ def _state(model, optimizer, extra=None) -> dict:
     return state
 
 
-def _train(use_jit: bool, optimizer_name: str, batchnorm: bool, dropout: float, device: str = "cpu"):
-    model = _model(batchnorm, dropout, device=device)
-    params = list(model.parameters())
-    optimizer = SGD(params, lr=0.1, momentum=0.9) if optimizer_name == "sgd" else Adam(params, lr=1e-2)
-
+def _step_of(model, optimizer):
     def step(x, y):
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x), y)
@@ -60,6 +56,14 @@ def _train(use_jit: bool, optimizer_name: str, batchnorm: bool, dropout: float, 
         optimizer.step()
         return loss
 
+    return step
+
+
+def _train(use_jit: bool, optimizer_name: str, batchnorm: bool, dropout: float, device: str = "cpu"):
+    model = _model(batchnorm, dropout, device=device)
+    params = list(model.parameters())
+    optimizer = SGD(params, lr=0.1, momentum=0.9) if optimizer_name == "sgd" else Adam(params, lr=1e-2)
+    step = _step_of(model, optimizer)
     run = jit(step) if use_jit else step
     tg.manual_seed(7)  # the dropout masks: one stream, drawn in the same order by both
     losses = [run(Tensor(x, device=device), Tensor(y, device=device)).numpy().item() for x, y in _batches()]
@@ -128,15 +132,7 @@ def test_jitted_mixed_precision_with_skipped_steps_is_bit_identical():
 
 def test_signature_changes_capture_again():
     model = _model(True, 0.0)
-    optimizer = SGD(model.parameters(), lr=0.1)
-
-    @jit
-    def step(x, y):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
+    step = jit(_step_of(model, SGD(model.parameters(), lr=0.1)))
 
     (x, y), = _batches(1, 64)
     for _ in range(3):
@@ -252,15 +248,7 @@ def test_a_returned_tensor_without_its_backward_is_refused():
 
 def test_memory_of_a_long_jitted_run_stays_flat():
     model = _model(True, 0.1, depth=2)
-    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-    @jit
-    def step(x, y):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
+    step = jit(_step_of(model, SGD(model.parameters(), lr=0.05, momentum=0.9)))
 
     (x, y), = _batches(1, 64)
     xt, yt = Tensor(x), Tensor(y)
