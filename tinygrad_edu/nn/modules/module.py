@@ -183,7 +183,11 @@ class Module:
         state = None
         if backward:
             state, args = _BackwardHookState.wrap_input(self, backward, args)
-        output = self._call_forward(args, kwargs)
+        object.__setattr__(self, "_has_hooks", False)  # the plain call below (one body for both paths)
+        try:
+            output = self(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "_has_hooks", True)
         for hook in post:
             result = hook(self, args, output)
             if result is not None:
@@ -191,14 +195,12 @@ class Module:
         return state.wrap_output(output) if state is not None else output
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``forward(*args, **kwargs)``, with the hooks around it when the module has some. A forward that raises
+        changes nothing: the buffers that layers changed on the way (``remember``: batchnorm's running statistics) get
+        their values back when the outermost call fails."""
+        global _changed_buffers
         if self._has_hooks:
             return self._call_with_hooks(args, kwargs)
-        return self._call_forward(args, kwargs)
-
-    def _call_forward(self, args: tuple, kwargs: dict) -> Any:
-        """``forward(*args, **kwargs)``. A forward that raises changes nothing: the buffers that layers changed on the
-        way (``remember``: batchnorm's running statistics) get their values back when the outermost call fails."""
-        global _changed_buffers
         if capture.recording is not None:  # tinygrad_edu.jit: this module's training flag guards the replay
             capture.recording.module(self)
         if _changed_buffers is not None:  # inside an outer module's call: it undoes everything if it fails
