@@ -202,7 +202,7 @@ def test_a_hook_registered_after_capture_makes_jit_capture_again():
 
     @jit
     def step(x):
-        layer.weight.grad = None
+        layer.zero_grad()
         layer(x).sum().backward()
 
     x = Tensor(np.ones((4, 3)))
@@ -245,3 +245,10 @@ def test_the_same_sequence_as_pytorch():
 
     for ours, theirs in zip(run("tinygrad"), run("torch")):
         assert np.allclose(ours, theirs, rtol=1e-12, atol=0)
+
+
+def test_backward_from_a_leaf_runs_its_hooks():
+    w = _x((1.0, 2.0))
+    w.register_hook(lambda g: g * 10.0)
+    w.backward(np.ones(2))
+    assert np.array_equal(w.grad.numpy(), [10.0, 10.0])  # as PyTorch

@@ -264,3 +264,110 @@ def test_memory_of_a_long_jitted_run_stays_flat():
         tracemalloc.stop()
     assert step.stats["replays"] == 2048
     assert growth < 2**20, growth
+
+
+# -- what the review of the first version found: each a silent difference or a crash before ----------------------------
+def test_python_state_in_the_step_is_replayed_or_refused():
+    """Module.zero_grad and a scheduler's step are host calls (replayed); a bare .grad assignment is refused."""
+    from tinygrad_edu.optim.lr_scheduler import StepLR
+
+    def run(use_jit):
+        tg.manual_seed(0)
+        m = nn.Linear(3, 1)
+        opt = SGD(m.parameters(), lr=0.1)
+        scheduler = StepLR(opt, step_size=1, gamma=0.5)
+
+        def step(x):
+            m.zero_grad()
+            m(x).sum().backward()
+            opt.step()
+            scheduler.step()
+
+        run_step = jit(step) if use_jit else step
+        for _ in range(5):
+            run_step(Tensor(np.ones((2, 3), np.float32)))
+        return m.weight.numpy().copy(), opt.param_groups[0]["lr"], run_step
+
+    eager, jitted = run(False), run(True)
+    assert np.array_equal(eager[0], jitted[0]) and eager[1] == jitted[1] == 0.1 * 0.5**5
+    assert jitted[2].stats["replays"] == 3
+    w = Tensor(np.ones(2, np.float32), requires_grad=True)
+
+    @jit
+    def bare(x):
+        w.grad = None
+        (w * x).sum().backward()
+
+    with pytest.warns(JitWarning, match=r"\.grad was assigned"):
+        bare(Tensor(np.ones(2, np.float32)))
+
+
+def test_arguments_that_cannot_key_or_feed_a_program_run_eagerly():
+    w = Tensor(np.ones(3, np.float32), requires_grad=True)
+
+    @jit
+    def square(h):
+        (h * h).sum().backward()
+
+    with pytest.warns(JitWarning, match="not a leaf"):
+        for _ in range(4):
+            w.grad = None
+            square(w * 2.0)
+    assert np.array_equal(w.grad.numpy(), [8.0, 8.0, 8.0])  # the backward went on into w, as eager
+
+    @jit
+    def scaled(x, s):
+        return x * s[0]
+
+    x = Tensor(np.ones(2, np.float32))
+    with pytest.warns(JitWarning, match="unhashable"):
+        values = [scaled(x, [v]).numpy()[0] for v in (1.0, 1.0, 2.0, 3.0)]
+    assert values == [1.0, 1.0, 2.0, 3.0]
+
+    @jit
+    def add(a, b):
+        return a * 2.0 + b
+
+    a, b = Tensor(np.full(2, 10.0, np.float32)), Tensor(np.ones(2, np.float32))
+    add(x, x), add(x, x)
+    assert add(a, b).numpy().tolist() == [21.0, 21.0]  # another aliasing of the arguments: another signature
+
+
+def test_a_replaced_buffer_array_captures_again():
+    model = _model(True, 0.0, depth=1)
+    step = jit(_step_of(model, SGD(model.parameters(), lr=0.1)))
+    (x, y), = _batches(1, 64)
+    start = model.state_dict()
+    for _ in range(3):
+        step(Tensor(x), Tensor(y))
+    model.load_state_dict(start)  # new arrays for the running statistics
+    step(Tensor(x), Tensor(y))
+    assert step.stats["captures"] == 3
+    assert not np.array_equal(model[2].running_mean.numpy(), start["2.running_mean"])
+
+
+def test_a_refused_first_capture_leaves_the_graph_usable_and_namedtuples_come_back():
+    from collections import namedtuple
+
+    model = _model(False, 0.0, depth=1)
+    forward = jit(lambda x: model(x).sum())
+    with pytest.warns(JitWarning, match="backward has not run"):
+        forward(Tensor(np.ones((4, 2), np.float32))).backward()  # the eager graph is intact
+    assert model[0].weight.grad is not None
+    Pair = namedtuple("Pair", "a b")
+    pair = jit(lambda x: Pair(x * 2.0, x + 1.0))
+    for _ in range(3):
+        out = pair(Tensor(np.ones(2, np.float32)))
+    assert isinstance(out, Pair) and out.b.numpy().tolist() == [2.0, 2.0]
+
+
+def test_an_upstream_gradient_that_is_not_a_tensor_is_refused():
+    w = Tensor(np.ones((2, 2), np.float32), requires_grad=True)
+
+    @jit
+    def step(x):
+        (x @ w).backward(np.ones((2, 2)))
+
+    with pytest.warns(JitWarning, match="not a tensor"):
+        for _ in range(3):
+            step(Tensor(np.ones((2, 2), np.float32)))

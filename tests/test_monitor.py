@@ -66,3 +66,12 @@ def test_train_monitor_plots(tmp_path):
     assert "saved the gradient flow over 5 layers to flow.png" in result.stdout
     result = subprocess.run([*command, "--monitor", "flow.txt"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and "--monitor" in result.stderr
+
+
+def test_a_frozen_layer_and_a_layer_used_twice():
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(nn.Linear(2, 4), shared, nn.ReLU(), shared, nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    monitor = GradientFlowMonitor(model)
+    assert monitor.names == ["0", "1", "4"]
+    monitor.remove()

@@ -93,3 +93,12 @@ def test_train_draw_graph(tmp_path):
     assert "drew the first training step's tape to step.svg" in result.stdout
     result = _train("--draw-graph", "step.txt", cwd=tmp_path)
     assert result.returncode == 2 and "must end in .svg, .png or .dot" in result.stderr
+
+
+def test_a_partly_freed_graph_draws_the_freed_part_as_an_input():
+    x = Tensor(np.ones(3), requires_grad=True)
+    h = x * 2.0
+    h.sum().backward()
+    graph = viz.draw((h * 3.0).sum())
+    labels = [label.split("\n")[0] for label, _ in graph.nodes.values()]
+    assert "Mul output (freed)" in labels and "input" not in labels

@@ -126,13 +126,31 @@ class _Program:
         self.result = _structure(result, ref, self.reasons)
         self.guards = [(t, t.requires_grad, tuple(t._data.shape), t._data.dtype) for t in self.externals]
         self.generation = hooks.generation  # a hook registered later (the replay would skip it) captures again
-        for _, ctx, refs, *_ in self.ops:  # the replay gives each context its inputs' count, not the tensors
-            if getattr(ctx, "parents", None) is not None or hasattr(ctx, "sequence"):
-                ctx.parents = (None,) * len(refs)
+        for position, a in enumerate(args):  # (its backward would have to go on into the graph outside the step)
+            if isinstance(a, Tensor) and a._ctx is not None and a.requires_grad:
+                self.reasons.append(f"argument {position} is the output of an op outside the step, not a leaf "
+                                    "(pass a leaf, or detach() it)")
+        if any(t._ctx is not None and t.requires_grad for t in self.externals):
+            self.reasons.append("the step reads a tensor computed outside it that is still on a tape (detach() it)")
+        # arrays handed to ops as options (batchnorm's running statistics) that are a buffer's array now: a replay
+        # writes into these, so a buffer whose array is replaced (load_state_dict) makes the program stale
+        buffers = {id(b._data): b for m in recording.modules.values() for _, b in m.named_buffers()}
+        self.array_guards = [(buffers[id(v)], v) for op in self.ops for v in op[3].values() if id(v) in buffers]
         self.backward_plans = {k: self._backward_plan(k) for kind, k, *_ in self.steps if kind == "backward"}
         self.source = ""
-        if not self.reasons:
-            self.compile()
+
+    def finalize(self) -> None:
+        """Make the confirmed program replayable: each context of a backward is given its inputs' count (the replay
+        passes arrays, not tensors), then the program is compiled. Refused when the step keeps its graph."""
+        for plan in self.backward_plans.values():
+            for _, ctx, _targets in plan:
+                if ctx.parents is not None:  # retain_graph on the last backward: the caller may still use it
+                    self.reasons.append("the step keeps its graph after backward (retain_graph=True)")
+                    return
+        for _, ctx, refs, *_ in self.ops:
+            if hasattr(ctx, "sequence"):
+                ctx.parents = (None,) * len(refs)
+        self.compile()
 
     def _backward_plan(self, root: int) -> list[tuple]:
         """The recorded ops behind ``root`` that take part in backward, newest first (the engine's order: parents
@@ -148,7 +166,7 @@ class _Program:
             for r, needed in zip(refs, needs):
                 if not needed:
                     targets.append(None)
-                elif r[0] == "op" and getattr(self.ops[r[1]][1], "parents", None) is not None:
+                elif r[0] == "op" and hasattr(self.ops[r[1]][1], "sequence"):  # (on the tape)
                     reached.add(r[1])
                     targets.append(("op", r[1], self.ops[r[1]][4], self.ops[r[1]][5]))
                 elif r[0] in ("ext", "arg"):
@@ -169,7 +187,9 @@ class _Program:
                 return f"op {a[0].__name__} got other options in the second captured call"
         for a, b in zip(self.steps, other.steps):
             if a[0] != b[0] or (a[0] == "host" and (a[1] is not b[1] or len(a[2]) != len(b[2]) or any(
-                    not _same_value(x, y) for x, y in zip(a[2], b[2])))) or (a[0] == "backward" and a[1:] != b[1:]):
+                    not _same_value(x, y) for x, y in zip(a[2], b[2])))) or (a[0] == "backward" and (
+                    a[1] != b[1] or a[3] != b[3] or (a[2] is None) != (b[2] is None)
+                    or (a[2] is not None and not _same_refs((a[2],), (b[2],))))):
                 return "the two captured calls did different things (backward or host calls)"
         if len(self.externals) != len(other.externals) or any(
                 x is not y for x, y in zip(self.externals, other.externals)):
@@ -407,7 +427,8 @@ def _rebuild(structure: Any, values: list, ops: list, externals: list, args: tup
         return i
     if kind == "const":
         return content
-    return kind(_rebuild(s, values, ops, externals, args) for s in content)
+    items = [_rebuild(s, values, ops, externals, args) for s in content]
+    return kind(*items) if hasattr(kind, "_fields") else kind(items)  # (a namedtuple takes its fields one by one)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -424,20 +445,22 @@ class JitFunction:
         self._programs: dict[tuple, Any] = {}  # signature -> _Program, or a first recording, or a reason (eager)
         self._modules: dict[int, Any] = {}  # every module a capture saw run: their training flags are in signatures
         self._last: tuple | None = None
+        self._warned_unhashable = False
         self.stats = {"captures": 0, "replays": 0, "eager": 0}
 
     def _signature(self, args: tuple, kwargs: dict) -> tuple:
         parts: list[Any] = [engine.grad_enabled, anomaly.enabled]
-        for a in (*args, *kwargs.values()):
+        first: dict[int, int] = {}  # the same tensor in two positions is part of the signature
+        for position, a in enumerate((*args, *kwargs.values())):
             if isinstance(a, Tensor):
-                parts.append((tuple(a._data.shape), str(a._data.dtype), a.backend.name, a.requires_grad))
+                parts.append((tuple(a._data.shape), str(a._data.dtype), a.backend.name, a.requires_grad,
+                              first.setdefault(id(a), position)))
             else:
                 try:
                     hash(a)
                 except TypeError:
-                    parts.append(("unhashable", id(a)))
-                else:
-                    parts.append((type(a), a))
+                    return None  # a list, dict or array: its value cannot key a program (runs eagerly)
+                parts.append((type(a), a))
         parts.append(tuple(kwargs))
         parts.append(tuple(m.training for m in self._modules.values()))
         return tuple(parts)
@@ -453,11 +476,21 @@ class JitFunction:
         else:
             call = self.fn
         signature = self._signature(args, kwargs)
+        if signature is None:
+            if not self._warned_unhashable:
+                self._warned_unhashable = True
+                message = (f"jit({self.fn.__qualname__}): runs eagerly: an argument is unhashable (a list, dict or "
+                           "array), so its value cannot be part of the signature; pass tensors and numbers")
+                if self.strict:
+                    raise JitError(message)
+                warnings.warn(message, JitWarning, stacklevel=2)
+            self.stats["eager"] += 1
+            return call(*args)
         entry = self._programs.get(signature)
         if isinstance(entry, _Program):
             if entry.generation == hooks.generation and all(
                     t.requires_grad == rg and t._data.shape == shape and t._data.dtype == dtype
-                    for t, rg, shape, dtype in entry.guards):
+                    for t, rg, shape, dtype in entry.guards) and all(b._data is a for b, a in entry.array_guards):
                 self.stats["replays"] += 1
                 self._last = signature
                 return entry.replay(args)
@@ -490,6 +523,10 @@ class JitFunction:
         elif first is None:  # the next call with this signature captures again, to compare
             self._remember(signature, ("first", program))
         else:
+            program.finalize()
+            if program.reasons:
+                self._give_up(signature, program.reasons[0])
+                return result
             self._remember(signature, program)
             self._last = signature
         return result

@@ -40,7 +40,9 @@ class GradientFlowMonitor:
     """Records, per layer and epoch, the mean activation RMS, gradient norm and relative weight update."""
 
     def __init__(self, model: nn.Module, layer_types: tuple[type, ...] = (nn.Linear, nn.Conv2d, nn.Maxout)):
-        self.layers = [(name, m) for name, m in model.named_modules() if isinstance(m, layer_types)]
+        seen: set[int] = set()  # a layer used twice is one layer here
+        self.layers = [(name, m) for name, m in model.named_modules()
+                       if isinstance(m, layer_types) and not (id(m) in seen or seen.add(id(m)))]
         if not self.layers:
             raise ValueError(f"GradientFlowMonitor: the model has no layer of types "
                              f"{', '.join(t.__name__ for t in layer_types)}")
@@ -51,7 +53,8 @@ class GradientFlowMonitor:
         self._handles = []
         for k, (_, layer) in enumerate(self.layers):
             self._handles.append(layer.register_forward_hook(self._forward_hook(k)))
-            self._handles.append(layer.weight.register_hook(self._grad_hook(k)))
+            if layer.weight.requires_grad:  # a frozen layer: no gradient, no update (NaN in those rows)
+                self._handles.append(layer.weight.register_hook(self._grad_hook(k)))
 
     def _forward_hook(self, k: int) -> Any:
         def hook(module: nn.Module, args: tuple, output: Tensor) -> None:

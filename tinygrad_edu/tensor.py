@@ -117,7 +117,7 @@ class Tensor:
         return self._ctx is None
 
     def _set_grad(self, value: Tensor | None) -> None:
-        self._grad = None if value is None else arguments.grad(self, value)  # (None: zero_grad, every step)
+        self._grad = capture.assigned_grad(None if value is None else arguments.grad(self, value))
 
     grad = property(operator.attrgetter("_grad"), _set_grad, doc="""dL/d(self) after ``backward`` (leaves), or None;
         assigning refuses anything but None or a Tensor of this tensor's shape, dtype and device (as PyTorch).""")
@@ -224,7 +224,7 @@ class Tensor:
         upstream = arguments.upstream(grad, self)
         capture.backward(self, grad, retain_graph)
         if self._ctx is None:  # a leaf: its gradient is the upstream gradient
-            self.grad = Tensor._wrap(upstream if self.grad is None else self.grad._data + upstream, self.backend)
+            self._grad = Tensor._wrap(hooks.on_leaf(self, upstream), self.backend)  # (its hooks, if any, first)
             return
         engine.backward(self, upstream, retain_graph)
 

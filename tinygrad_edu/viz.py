@@ -154,8 +154,8 @@ def draw(root: Tensor, model: Any = None) -> TapeGraph:
     for tensor in _walk(root):
         node = ids[id(tensor)] = f"n{len(ids)}"
         ctx = tensor._ctx
-        if ctx is None:
-            name = names.get(id(tensor), "input")
+        if ctx is None or ctx.parents is None:  # a leaf, or an op output whose part of the tape backward freed
+            name = names.get(id(tensor), "input" if ctx is None else f"{type(ctx).__name__} output (freed)")
             graph.nodes[node] = (f"{name}\n{_shape(tensor)}", "leaf")
             continue
         saved = sum(int(a.size) * np.dtype(str(a.dtype)).itemsize if hasattr(a, "size") and hasattr(a, "dtype")
@@ -181,8 +181,9 @@ def _walk(root: Tensor) -> Iterator[Tensor]:
                 if isinstance(parent, Tensor) and id(parent) not in seen:
                     seen.add(id(parent))
                     todo.append(parent)
-    leaves = [t for t in found if t._ctx is None]
-    return iter(leaves + sorted((t for t in found if t._ctx is not None), key=lambda t: t._ctx.sequence))
+    leaves = [t for t in found if t._ctx is None or t._ctx.parents is None]
+    ops = [t for t in found if t._ctx is not None and t._ctx.parents is not None]
+    return iter(leaves + sorted(ops, key=lambda t: t._ctx.sequence))
 
 
 def _shape(t: Tensor) -> str:

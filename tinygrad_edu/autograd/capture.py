@@ -70,9 +70,18 @@ def changed_in_place(how: str) -> None:
         unreplayable(f"a tensor was changed in place outside an optimizer ({how})")
 
 
+def assigned_grad(value: Any) -> Any:
+    """``t.grad = value`` outside a host call (``Module.zero_grad`` is one): state no op records. Returns value."""
+    if recording is not None:
+        unreplayable("a .grad was assigned outside an optimizer's zero_grad (Python state is not replayed)")
+    return value
+
+
 def backward(root: Any, grad: Any, retain_graph: bool) -> None:
     """``root.backward(grad)`` starts."""
     if recording is not None:
+        if grad is not None and not hasattr(grad, "_data"):
+            unreplayable("backward() was given an upstream gradient that is not a tensor")
         recording.backward(root, grad, retain_graph)
 
 

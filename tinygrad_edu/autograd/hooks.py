@@ -60,6 +60,7 @@ def register(tensor: Any, hook: Callable) -> RemovableHandle:
     if not tensor.requires_grad:
         raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
     registered()
+    capture.unreplayable("a hook was registered during the step")
     hooks = _entry(tensor)
     handle = RemovableHandle(hooks)
     hooks[handle.id] = hook
@@ -73,6 +74,7 @@ def retain(tensor: Any) -> None:
     if tensor._ctx is None:  # a leaf keeps its gradient anyway
         return
     registered()
+    capture.unreplayable("retain_grad() was called during the step")
     _entry(tensor)
     retained.add(id(tensor))
 

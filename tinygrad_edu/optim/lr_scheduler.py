@@ -19,6 +19,7 @@ import math
 import numbers
 from typing import Any
 
+from tinygrad_edu.autograd import capture
 from tinygrad_edu.optim.optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingWarmRestarts", "OneCycleLR"]
@@ -38,6 +39,12 @@ def _check_real(name: str, arg: str, value: Any) -> float:
 
 class LRScheduler:
     """Base class: subclasses implement ``get_lr()``, the lr of each group at step ``self.last_epoch``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every step() is a host call: tinygrad_edu.jit records one call of it and replays it as Python
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__ and not getattr(cls.step, "__host_call__", False):
+            cls.step = capture.host_call(cls.step)
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
         name = type(self).__name__
@@ -66,6 +73,7 @@ class LRScheduler:
         """The lrs last applied, one per parameter group."""
         return list(self._last_lr)
 
+    @capture.host_call
     def step(self) -> None:
         """Advance one step (epoch or batch, as the schedule counts) and write the new lrs into the optimizer."""
         self.last_epoch += 1

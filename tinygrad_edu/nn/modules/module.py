@@ -255,6 +255,7 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
+    @capture.host_call  # (tinygrad_edu.jit calls it again at every replay)
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
