@@ -169,12 +169,9 @@ def check_jit(make_engine: Callable[[], EngineMLP], steps: int = 5) -> None:
 def blas_threads() -> int:
     """The threads of NumPy's BLAS (threadpoolctl, when installed), else the cores this process may use: the
     thread count PyTorch gets in the benchmarks, so that neither side has more cores."""
-    with contextlib.suppress(Exception):
-        import threadpoolctl
-
-        pools = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            return int(pools[0])
+    pool = _blas_pool()
+    if pool is not None and pool.get("num_threads"):
+        return int(pool["num_threads"])
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -427,14 +424,21 @@ def _blas() -> str:
         with contextlib.redirect_stdout(io.StringIO()):
             deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         blas = f"{deps.get('name', '?')} {deps.get('version', '')}".strip()
+    p = _blas_pool()
+    if p is not None:
+        blas += f" [{p.get('internal_api')} {p.get('version')}, {p.get('num_threads')} threads]"
+    return blas
+
+
+def _blas_pool() -> dict | None:
+    """threadpoolctl's description of NumPy's BLAS thread pool, or None (not installed, or no BLAS pool found)."""
     with contextlib.suppress(Exception):
         import threadpoolctl
 
         pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
         if pools:
-            p = pools[0]
-            blas += f" [{p.get('internal_api')} {p.get('version')}, {p.get('num_threads')} threads]"
-    return blas
+            return pools[0]
+    return None
 
 
 def cores_text(machine: dict) -> str:

@@ -116,7 +116,7 @@ class _Program:
                     self.reasons.append("backward() from a tensor no recorded op produced")
                     self.errstates.pop()
                     continue
-                self.steps.append(("backward", root_ref[1], None if grad is None else ref(grad), retain_graph))
+                self.steps.append(("backward", root_ref[1], ref(grad), retain_graph))  # (None: ("const", None))
             else:
                 _, method, host_args, host_kwargs = entry
                 for a in (*host_args, *host_kwargs.values()):
@@ -186,10 +186,8 @@ class _Program:
             if a[3].keys() != b[3].keys() or any(not _same_value(a[3][key], b[3][key]) for key in a[3]):
                 return f"op {a[0].__name__} got other options in the second captured call"
         for a, b in zip(self.steps, other.steps):
-            if a[0] != b[0] or (a[0] == "host" and (a[1] is not b[1] or len(a[2]) != len(b[2]) or any(
-                    not _same_value(x, y) for x, y in zip(a[2], b[2])))) or (a[0] == "backward" and (
-                    a[1] != b[1] or a[3] != b[3] or (a[2] is None) != (b[2] is None)
-                    or (a[2] is not None and not _same_refs((a[2],), (b[2],))))):
+            if a[0] != b[0] or (a[0] == "host" and not _same_call(a[1:], b[1:])) or (a[0] == "backward" and (
+                    a[1] != b[1] or a[3] != b[3] or not _same_refs((a[2],), (b[2],)))):
                 return "the two captured calls did different things (backward or host calls)"
         if len(self.externals) != len(other.externals) or any(
                 x is not y for x, y in zip(self.externals, other.externals)):
@@ -203,9 +201,8 @@ class _Program:
         forward call, every backward call and gradient sum, every host call, in the recorded order, on local
         variables (``self.source`` holds the text). The arrays of parameters and buffers are read when used, since
         host calls may replace them (``copy_master_to_model``)."""
-        names: dict[str, Any] = {"Tensor": Tensor, "seterr": np.seterr, "_normalize": _normalize, "_fit": _fit,
-                                 "_fit_leaf": engine._fit, "_one_per_input": engine._one_per_input,
-                                 "_unaliased": engine._unaliased}
+        names: dict[str, Any] = {"Tensor": Tensor, "seterr": np.seterr, "_normalize": _normalize, "_fit": engine._fit,
+                                 "_one_per_input": engine._one_per_input, "_unaliased": engine._unaliased}
         lines = ["def replay(args):"]
 
         def emit(text: str, depth: int = 1) -> None:
@@ -220,10 +217,8 @@ class _Program:
             kind, i = r
             if kind == "op":
                 return f"v{i}"
-            if kind == "arg":
-                return f"args[{i}]._data"
-            if kind == "ext":
-                return f"E{i}._data"
+            if kind in ("arg", "ext"):
+                return f"{_tensor_expr(r)}._data"
             return name("K", i)
 
         for i, t in enumerate(self.externals):
@@ -273,7 +268,7 @@ class _Program:
                 if target is not None and target[0] in ("ext", "arg") and target not in leaves:
                     leaves[target] = f"l{len(leaves)}"
                     emit(f"l{len(leaves) - 1} = None")
-        if grad_ref is None:
+        if grad_ref[0] == "const":  # backward() (a non-tensor upstream is refused): ones, as arguments.upstream
             emit(f"g{root} = {name('B', ctx.backend)}.xp.ones_like(v{root})")
         else:
             emit(f"g{root} = {name('B', ctx.backend)}.xp.asarray({expr(grad_ref)}, copy=True)")
@@ -303,20 +298,19 @@ class _Program:
                     _, j, shape, dtype = target
                     cls_name, shape_name, dtype_name = name("A", self.classes[j]), name("S", shape), name("D", dtype)
                     emit(f"if x.__class__ is not {cls_name} or x.shape != {shape_name} or x.dtype != {dtype_name}: "
-                         f"x = _fit(C{k}, x, {shape_name}, {dtype_name})", depth + 1)
+                         f"x = _fit(C{k}, x, {shape_name}, {dtype_name}, C{j}.backend.xp)", depth + 1)
                     emit(f"g{j} = x if g{j} is None else g{j} + x", depth + 1)
                 else:
-                    leaf = f"E{target[1]}" if target[0] == "ext" else f"args[{target[1]}]"
-                    staged = leaves[target]
+                    leaf, staged = _tensor_expr(target), leaves[target]
                     emit(f"d = {leaf}._data", depth + 1)
                     emit("if x.__class__ is not d.__class__ or x.shape != d.shape or x.dtype != d.dtype: "
-                         f"x = _fit_leaf(C{k}, {leaf}, x)", depth + 1)
+                         f"x = _fit(C{k}, x, d.shape, d.dtype, {leaf}.backend.xp)", depth + 1)
                     emit(f"{staged} = (x if {leaf}._grad is None else {leaf}._grad._data + x) if {staged} is None "
                          f"else {staged} + x", depth + 1)
             if not retain_graph:
                 emit(f"C{k}._saved = None", depth)
         for target, staged in leaves.items():
-            leaf = f"E{target[1]}" if target[0] == "ext" else f"args[{target[1]}]"
+            leaf = _tensor_expr(target)
             emit(f"if {staged} is not None: {leaf}._grad = Tensor._wrap({staged}, {leaf}.backend)")
 
     def replay(self, args: tuple) -> Any:
@@ -375,13 +369,16 @@ def _tensor_refs(structure: Any) -> list[tuple]:
     return [r for s in content for r in _tensor_refs(s)]
 
 
-def _fit(ctx: Any, grad: Any, shape: tuple, dtype: Any) -> Any:
-    if isinstance(grad, np.generic):
-        grad = np.asarray(grad)
-    if grad.shape != shape:
-        raise RuntimeError(f"{type(ctx).__name__}.backward returned a gradient of shape {tuple(grad.shape)} for an "
-                           f"input of shape {shape}")
-    return grad if grad.dtype == dtype else ctx.xp.astype(grad, dtype)
+def _tensor_expr(r: tuple) -> str:
+    """The replay's expression for an argument or external tensor (a leaf): ``args[i]`` or ``E{e}``."""
+    return f"args[{r[1]}]" if r[0] == "arg" else f"E{r[1]}"
+
+
+def _same_call(a: tuple, b: tuple) -> bool:
+    """Two recorded host calls (method, args, kwargs) are the same call."""
+    (method_a, args_a, kwargs_a), (method_b, args_b, kwargs_b) = a, b
+    return (method_a is method_b and len(args_a) == len(args_b) and kwargs_a.keys() == kwargs_b.keys()
+            and all(_same_value(x, y) for x, y in zip((*args_a, *kwargs_a.values()), (*args_b, *kwargs_b.values()))))
 
 
 def _same_refs(a: tuple, b: tuple) -> bool:
@@ -434,6 +431,10 @@ def _rebuild(structure: Any, values: list, ops: list, externals: list, args: tup
 # ------------------------------------------------------------------------------------------------------------------
 # the decorator's object: a cache of programs by signature
 # ------------------------------------------------------------------------------------------------------------------
+#: the signature of calls with an argument whose value cannot key a program (they run eagerly)
+UNHASHABLE = ("unhashable",)
+
+
 class JitFunction:
     """A function captured and replayed by signature (``tinygrad_edu.jit``)."""
 
@@ -445,7 +446,6 @@ class JitFunction:
         self._programs: dict[tuple, Any] = {}  # signature -> _Program, or a first recording, or a reason (eager)
         self._modules: dict[int, Any] = {}  # every module a capture saw run: their training flags are in signatures
         self._last: tuple | None = None
-        self._warned_unhashable = False
         self.stats = {"captures": 0, "replays": 0, "eager": 0}
 
     def _signature(self, args: tuple, kwargs: dict) -> tuple:
@@ -459,7 +459,7 @@ class JitFunction:
                 try:
                     hash(a)
                 except TypeError:
-                    return None  # a list, dict or array: its value cannot key a program (runs eagerly)
+                    return UNHASHABLE  # a list, dict or array: its value cannot key a program (runs eagerly)
                 parts.append((type(a), a))
         parts.append(tuple(kwargs))
         parts.append(tuple(m.training for m in self._modules.values()))
@@ -476,16 +476,9 @@ class JitFunction:
         else:
             call = self.fn
         signature = self._signature(args, kwargs)
-        if signature is None:
-            if not self._warned_unhashable:
-                self._warned_unhashable = True
-                message = (f"jit({self.fn.__qualname__}): runs eagerly: an argument is unhashable (a list, dict or "
-                           "array), so its value cannot be part of the signature; pass tensors and numbers")
-                if self.strict:
-                    raise JitError(message)
-                warnings.warn(message, JitWarning, stacklevel=2)
-            self.stats["eager"] += 1
-            return call(*args)
+        if signature is UNHASHABLE and signature not in self._programs:
+            self._give_up(signature, "an argument is unhashable (a list, dict or array), so its value cannot be "
+                          "part of the signature; pass tensors and numbers", stacklevel=3)
         entry = self._programs.get(signature)
         if isinstance(entry, _Program):
             if entry.generation == hooks.generation and all(
@@ -536,11 +529,12 @@ class JitFunction:
             self._programs.pop(next(iter(self._programs)))
         self._programs[signature] = value
 
-    def _give_up(self, signature: tuple, reason: str) -> None:
+    def _give_up(self, signature: tuple, reason: str, stacklevel: int = 4) -> None:
+        """Warn (strict: raise) once: calls with ``signature`` run eagerly from now on, for ``reason``."""
         message = f"jit({self.fn.__qualname__}): runs eagerly: {reason}"
         if self.strict:
             raise JitError(message)
-        warnings.warn(message, JitWarning, stacklevel=4)
+        warnings.warn(message, JitWarning, stacklevel=stacklevel)
         self._remember(signature, reason)
 
     @property

@@ -190,12 +190,11 @@ def _shape(t: Tensor) -> str:
     return f"{list(t.shape)} {t.dtype}"
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+def _bytes(n: float) -> str:
+    units, k = ("B", "KiB", "MiB", "GiB"), 0
+    while n >= 1024 and k < len(units) - 1:
+        n, k = n / 1024, k + 1
+    return f"{n:.0f} B" if k == 0 else f"{n:.1f} {units[k]}"
 
 
 def _escape(text: str) -> str:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from tinygrad_edu.autograd import Function, InputError
 from tinygrad_edu.backend.kernels import dfp16 as kernel
 from tinygrad_edu.nn.modules.linear import Linear
-from tinygrad_edu.nn.modules.module import Module
+from tinygrad_edu.nn.modules.module import Module, rebuilt_as
 from tinygrad_edu.tensor import Tensor
 
 
@@ -111,22 +111,9 @@ class DFP16Linear(Linear):
         return dfp16_linear(x, self.weight, self.bias)
 
 
-def _rebuilt(module: Module, cls: type[Module]) -> Module:
-    """A ``cls`` instance with ``module``'s attributes, Parameters, buffers and mode (the same objects)."""
-    rebuilt = cls.__new__(cls)
-    Module.__init__(rebuilt)
-    for name, value in vars(module).items():
-        if name not in ("_parameters", "_buffers", "_modules", "training"):
-            object.__setattr__(rebuilt, name, value)
-    rebuilt._parameters.update(module._parameters)
-    rebuilt._buffers.update(module._buffers)
-    rebuilt.training = module.training
-    return rebuilt
-
-
 def _swap(module: Module, source: type[Module], target: type[Module]) -> Module:
     if type(module) is source:
-        return _rebuilt(module, target)
+        return rebuilt_as(module, target)
     for name, child in list(module._modules.items()):
         replacement = _swap(child, source, target)
         if replacement is not child:

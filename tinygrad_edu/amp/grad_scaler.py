@@ -100,6 +100,7 @@ class GradScaler:
                 raise ValueError(f"GradScaler: The backoff factor must be in (0, 1), got {backoff_factor!r}")
             if self._dynamic and not growth_interval > 0:
                 raise ValueError(f"GradScaler: growth_interval must be > 0, got {growth_interval!r}")
+        self._scale_tensors: dict[Any, Tensor] = {}  # backend -> S as a float32 0-d tensor (see _scale_tensor)
         self._scale = _float32(init_scale)
         self._growth_factor, self._backoff_factor = float(growth_factor), float(backoff_factor)
         self._growth_interval = int(growth_interval)
@@ -139,14 +140,13 @@ class GradScaler:
     @_scale.setter
     def _scale(self, value: float) -> None:
         self._scale_value = value
-        for t in getattr(self, "_scale_tensors", {}).values():
+        for t in self._scale_tensors.values():
             t.data[...] = value  # in place: the captured steps hold these tensors
 
     def _scale_tensor(self, like: Tensor) -> Tensor:
-        tensors = self.__dict__.setdefault("_scale_tensors", {})
-        t = tensors.get(like.backend)
+        t = self._scale_tensors.get(like.backend)
         if t is None:
-            t = tensors[like.backend] = Tensor(np.float32(self._scale_value), device=like.device)
+            t = self._scale_tensors[like.backend] = Tensor(np.float32(self._scale_value), device=like.device)
         return t
 
     def _state(self, optimizer: Any) -> dict[str, Any]:

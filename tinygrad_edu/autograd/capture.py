@@ -104,3 +104,12 @@ def host_call(method: Callable) -> Callable:
 
     recorded.__host_call__ = True
     return recorded
+
+
+def host_methods(cls: type, *names: str) -> None:
+    """Make the methods ``names`` that ``cls`` defines itself host calls (from a base class's ``__init_subclass__``:
+    every optimizer's ``step``, every scheduler's)."""
+    for name in names:
+        method = cls.__dict__.get(name)
+        if method is not None and not getattr(method, "__host_call__", False):
+            setattr(cls, name, host_call(method))

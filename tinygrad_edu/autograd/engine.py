@@ -108,7 +108,7 @@ def _walk(root: Any, upstream: Any, retain_graph: bool) -> None:
                 continue
             data = parent._data
             if grad.__class__ is not data.__class__ or grad.shape != data.shape or grad.dtype != data.dtype:
-                grad = _fit(ctx, parent, grad)
+                grad = _fit(ctx, grad, data.shape, data.dtype, parent.backend.xp)
             key = id(parent)
             if parent._ctx is None:  # a leaf: add to its .grad (out of place: grad may be shared), staged
                 staged = leaf_grads.get(key)
@@ -155,14 +155,15 @@ def _run_backward(ctx: Any, grad: Any) -> tuple:
     return input_grads
 
 
-def _fit(ctx: Any, parent: Any, grad: Any) -> Any:
-    """A gradient as an array of its input's dtype; a gradient of another shape is a bug in the op's backward."""
+def _fit(ctx: Any, grad: Any, shape: tuple, dtype: Any, xp: Any) -> Any:
+    """A gradient as an array of its input's dtype (``xp``: the input's namespace); a gradient of another shape than
+    the input's is a bug in the op's backward."""
     if isinstance(grad, np.generic):  # NumPy returns scalars from 0-d results; keep arrays
         grad = np.asarray(grad)
-    if grad.shape != parent._data.shape:
+    if grad.shape != shape:
         raise RuntimeError(f"{type(ctx).__name__}.backward returned a gradient of shape {tuple(grad.shape)} for an "
-                           f"input of shape {parent.shape}")
-    return grad if grad.dtype == parent._data.dtype else parent.backend.xp.astype(grad, parent._data.dtype)
+                           f"input of shape {tuple(shape)}")
+    return grad if grad.dtype == dtype else xp.astype(grad, dtype)
 
 
 def _one_per_input(ctx: Any, grads: tuple) -> tuple:

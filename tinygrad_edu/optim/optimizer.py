@@ -57,8 +57,7 @@ class Optimizer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # a subclass's step is a host call: tinygrad_edu.jit records one call of it and replays it as Python
         super().__init_subclass__(**kwargs)
-        if "step" in cls.__dict__ and not getattr(cls.step, "__host_call__", False):
-            cls.step = capture.host_call(cls.step)
+        capture.host_methods(cls, "step")
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         name = type(self).__name__

@@ -41,7 +41,7 @@ def explain(name: str, source: bool = False, seed: int = 0, shown: int = 6) -> s
                 out += ["", *("    " + line.rstrip() if line.strip() else "" for line in
                               inspect.getsource(part).splitlines())]
         out.append("")
-    inputs, report = entry.check(seed)
+    _, report = entry.check(seed)
     options = entry.options()
     out.append(f"gradient check, float64, seed {seed}: L = Σ <u, f(x)> for a random upstream u; numeric = central "
                f"difference (eps {options['eps']:g}); an element passes when |analytic - numeric| <= "

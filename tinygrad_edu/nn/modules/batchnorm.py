@@ -7,7 +7,7 @@ import numpy as np
 from tinygrad_edu.autograd import InputError, capture, no_grad
 from tinygrad_edu.nn.functional.batch_norm import batch_norm
 from tinygrad_edu.nn.functional.sync_batch_norm import sync_batch_norm
-from tinygrad_edu.nn.modules.module import Module, Parameter, remember
+from tinygrad_edu.nn.modules.module import Module, Parameter, rebuilt_as, remember
 from tinygrad_edu.tensor import Tensor
 
 
@@ -149,15 +149,7 @@ class SyncBatchNorm(_BatchNorm):
         """Return ``module`` with every ``BatchNorm1d``/``BatchNorm2d`` replaced by a ``SyncBatchNorm`` holding the
         same parameters, buffers, settings and mode (the module itself when it is one)."""
         if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
-            converted = cls.__new__(cls)
-            Module.__init__(converted)
-            for name, value in vars(module).items():
-                if name not in ("_parameters", "_buffers", "_modules", "training"):
-                    object.__setattr__(converted, name, value)
-            converted._parameters.update(module._parameters)
-            converted._buffers.update(module._buffers)
-            converted.training = module.training
-            return converted
+            return rebuilt_as(module, cls)
         for name, child in list(module._modules.items()):
             replacement = cls.convert_sync_batchnorm(child)
             if replacement is not child:

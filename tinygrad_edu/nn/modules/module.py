@@ -95,6 +95,20 @@ class _BackwardHookState:
         return tuple(None if t is None else t._data for t in current)
 
 
+def rebuilt_as(module: Module, cls: type[Module]) -> Module:
+    """A ``cls`` instance with ``module``'s attributes, Parameters, buffers and mode (the same objects): a layer
+    swapped for a subclass that computes differently (``SyncBatchNorm``, ``amp.dfp16.DFP16Linear``)."""
+    rebuilt = cls.__new__(cls)
+    Module.__init__(rebuilt)
+    for name, value in vars(module).items():
+        if name not in ("_parameters", "_buffers", "_modules", "training"):
+            object.__setattr__(rebuilt, name, value)
+    rebuilt._parameters.update(module._parameters)
+    rebuilt._buffers.update(module._buffers)
+    rebuilt.training = module.training
+    return rebuilt
+
+
 def remember(buffer: Tensor | None) -> None:
     """Keep a copy of ``buffer``'s values before a layer changes it in a forward pass, so that a later failure in the
     same outermost module call puts them back (a forward that raises must change nothing)."""
