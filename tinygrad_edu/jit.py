@@ -17,10 +17,13 @@ context, where each input came from), the backward pass, and the *host calls* (`
 the loss scaler's and master weights' methods, batchnorm's batch count), which are Python code that changes state.
 
 **Replay.** From the third call on, the recorded program runs as one Python function written for it at capture
-(``step.source``): each op's ``forward`` on the arrays (no Tensor, no new context, no checks), then the backward of
-the recorded ops newest first with the engine's own gradient routing written out, and each host call again, in
-place. Random ops (dropout, DropConnect, swapout) draw their masks in
-``forward``, from the same generator in the same order: a replayed run gives the eager run's values bit for bit.
+(``step.source``): each op *lowered* to the array calls its forward made (``autograd/lowering.py`` traced them at
+capture), then the backward of the recorded ops newest first, lowered the same way, with the engine's own gradient
+routing written out, and each host call again, in place. No Tensor, no context, no checks. An op whose calls could
+differ from one call to the next (it reads its values on the host, draws a random mask outside the traced calls,
+or runs on CuPy or array_api_strict) is replayed as a call of its whole ``forward`` and ``backward`` instead; random
+ops (dropout, DropConnect, swapout) then draw their masks from the same generator in the same order: a replayed run
+gives the eager run's values bit for bit.
 
 **What breaks capture.** The two eager calls must record the same program. Either of them reports why not when it
 reads a tensor back to the host (``item()``, ``numpy()``, ``bool(t)``: Python may branch on the value), changes a
@@ -31,21 +34,23 @@ the reason (``jit(strict=True)``: a ``JitError`` instead). What replay cannot se
 step are constants of the capture (pass a value that changes as an argument, which is part of the signature), and
 the public functions' input checks (shapes, class indices in range) run at capture only.
 
-``step.graph`` lists the replayed program, the tape as data; ``step.source`` is the Python function a replay runs
-(the program compiled to straight-line code: one line per forward call, the engine's backward walk written out);
-``step.stats`` counts captures, replays and eager calls.
+``step.graph`` lists the replayed program, the tape as data, and for each op whether it was lowered (or why not);
+``step.source`` is the Python function a replay runs (the program compiled to straight-line code: one line per array
+call, the engine's backward walk written out) and ``valid()``, the guards checked before it runs; ``step.stats``
+counts captures, replays and eager calls.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.autograd import anomaly, capture, engine, hooks
+from tinygrad_edu.autograd import anomaly, capture, engine, hooks, lowering
 from tinygrad_edu.tensor import Tensor
 
 __all__ = ["JitError", "JitWarning", "jit"]
@@ -71,6 +76,10 @@ def jit(fn: Callable | None = None, *, strict: bool = False) -> Any:
 # ------------------------------------------------------------------------------------------------------------------
 # the program of one signature
 # ------------------------------------------------------------------------------------------------------------------
+#: temporaries of a lowered op of at least this many bytes are freed as soon as the replay no longer needs them
+LARGE = 1 << 16
+
+
 class _Program:
     """A recording turned into references: ("arg", i), ("op", k), ("ext", e) for tensors, ("const", v) otherwise."""
 
@@ -82,6 +91,10 @@ class _Program:
         produced: dict[int, int] = {}  # id(op output) -> op number (the recording keeps them alive: ids stay unique)
         ext_index: dict[int, int] = {}
         self.ops: list[tuple] = []  # (cls, ctx, input refs, kwargs, output shape, output dtype)
+        self.traces: list = []  # per op: its lowering.Trace, or None (replayed as whole calls), or after compile()
+        self.not_lowered: dict[int, str] = {}  # op -> why it is replayed as whole calls of forward and backward
+        self.arg_meta = {i: (a._data.__class__, a._data.shape, a._data.dtype) for i, a in enumerate(args)
+                         if isinstance(a, Tensor)}
         self.classes: list[type] = []  # the array class of each op's output
 
         def ref(value: Any) -> tuple:
@@ -107,6 +120,10 @@ class _Program:
                 k = len(self.ops)
                 self.ops.append((cls, ctx, refs, dict(kwargs), tuple(out._data.shape), out._data.dtype))
                 self.classes.append(out._data.__class__)
+                trace = recording.traces.get(id(ctx))
+                self.traces.append(trace if trace is not None and trace.reason is None else None)
+                if self.traces[-1] is None:
+                    self.not_lowered[k] = trace.reason if trace is not None else "not on NumPy"
                 produced[id(out)] = k
                 self.steps.append(("op", k))
             elif entry[0] == "backward":
@@ -139,9 +156,21 @@ class _Program:
         self.backward_plans = {k: self._backward_plan(k) for kind, k, *_ in self.steps if kind == "backward"}
         self.source = ""
 
-    def finalize(self) -> None:
-        """Make the confirmed program replayable: each context of a backward is given its inputs' count (the replay
+    def finalize(self, first: _Program) -> None:
+        """Make the confirmed program replayable: an op is lowered where both captured calls traced the same array
+        calls (``first`` is the other one), each context of a backward is given its inputs' count (the replay
         passes arrays, not tensors), then the program is compiled. Refused when the step keeps its graph."""
+        in_backward = {k for plan in self.backward_plans.values() for k, _, _ in plan}
+        for k, (trace, other) in enumerate(zip(self.traces, first.traces)):
+            if trace is None:
+                continue
+            if other is None or not lowering.same(trace, other):
+                self.not_lowered[k] = "the two captured calls traced different array calls"
+            elif (k in in_backward) != (trace.results is not None):
+                self.not_lowered[k] = "its backward did not run as the walk would run it"
+            else:
+                continue
+            self.traces[k] = None
         for plan in self.backward_plans.values():
             for _, ctx, _targets in plan:
                 if ctx.parents is not None:  # retain_graph on the last backward: the caller may still use it
@@ -198,11 +227,13 @@ class _Program:
     # -- replay: the program compiled to straight-line Python ---------------------------------------------------------
     def compile(self) -> None:
         """Write the program as the source of one Python function, ``replay(args)``, and compile it: every op's
-        forward call, every backward call and gradient sum, every host call, in the recorded order, on local
-        variables (``self.source`` holds the text). The arrays of parameters and buffers are read when used, since
-        host calls may replace them (``copy_master_to_model``)."""
+        forward, every backward and gradient sum, every host call, in the recorded order, on local variables
+        (``self.source`` holds the text). A lowered op is written as the array calls it made (``lowering.py``), any
+        other as one call of its ``forward`` and ``backward``. The arrays of parameters and buffers are read when an
+        op uses them, since host calls may replace them (``copy_master_to_model``)."""
         names: dict[str, Any] = {"Tensor": Tensor, "seterr": np.seterr, "_normalize": _normalize, "_fit": engine._fit,
-                                 "_one_per_input": engine._one_per_input, "_unaliased": engine._unaliased}
+                                 "_one_per_input": engine._one_per_input, "_unaliased": engine._unaliased,
+                                 "_wrap": Tensor._wrap}
         lines = ["def replay(args):"]
 
         def emit(text: str, depth: int = 1) -> None:
@@ -225,12 +256,17 @@ class _Program:
             names[f"E{i}"] = t
         for k, op in enumerate(self.ops):
             names[f"C{k}"] = op[1]
+        self._vars: dict[int, dict[int, str]] = {}  # op -> slot -> the replay's expression for it (lowered ops)
+        self._freed: dict[int, set[str]] = {}  # op -> its variables deleted so far
         for step, errstate in zip(self.steps, self.errstates):
             if errstate is not None:
                 emit(f"seterr(**{name('S', errstate)})")
             if step[0] == "op":
                 k = step[1]
                 cls, ctx, refs, kwargs, shape, dtype = self.ops[k]
+                if self.traces[k] is not None:
+                    self._emit_lowered_forward(k, emit, name, expr)
+                    continue
                 call = ", ".join([f"C{k}"] + [expr(r) for r in refs])
                 if kwargs:
                     call += f", **{name('KW', kwargs)}"
@@ -242,83 +278,220 @@ class _Program:
                 emit(f"v{k} = {name(cls.__name__ + '_forward_', cls.forward)}({call})", depth)
                 emit(f"if v{k}.__class__ is not {name('A', self.classes[k])}: v{k} = _normalize(v{k})", depth)
             elif step[0] == "backward":
-                self._emit_backward(step, emit, name, expr)
+                self._emit_backward(step, lines, emit, name, expr)
             else:
                 _, method, host_args, host_kwargs = step
                 emit(f"{name('H', method)}(*{name('HA', host_args)}, **{name('HK', host_kwargs)})  "
                      f"# {method.__qualname__}")
+        guards = [f"_hooks.generation == {self.generation}"]  # (a hook registered later would be skipped)
+        for i, (_, requires_grad, shape, dtype) in enumerate(self.guards):  # the tensors read from outside
+            guards.append(f"E{i}.requires_grad is {requires_grad} and E{i}._data.shape == {name('S', shape)} and "
+                          f"E{i}._data.dtype == {name('D', dtype)}")
+        for buffer, array in self.array_guards:  # batchnorm's running statistics: written in place by the replay
+            guards.append(f"{name('U', buffer)}._data is {name('R', array)}")
+        lines[:0] = ["def valid():", "    return (" + "\n            and ".join(guards) + ")", ""]
+        names["_hooks"] = hooks
         outputs = sorted({i for kind, i in _tensor_refs(self.result) if kind == "op"})
         emit("return {" + ", ".join(f"{k}: v{k}" for k in outputs) + "}")
         self.source = "\n".join(lines) + "\n"
         namespace = dict(names)
         exec(compile(self.source, f"<tinygrad_edu.jit replay of {len(self.ops)} ops>", "exec"), namespace)  # noqa: S102
-        self._replay = namespace["replay"]
+        self._replay, self.valid = namespace["replay"], namespace["valid"]
+        self.sets_errstate = any(e is not None for e in self.errstates)
+        self.lowered_calls = {k: len(t.calls) for k, t in enumerate(self.traces) if t is not None}
+        self.traces = [None] * len(self.traces)  # (the traces hold the captured call's arrays: let them go)
+        self._vars, self._freed = {}, {}
 
-    def _emit_backward(self, step: tuple, emit: Callable, name: Callable, expr: Callable) -> None:
+    # -- lowered ops: their array calls, one per line ------------------------------------------------------------------
+    def _emit_lowered_forward(self, k: int, emit: Callable, name: Callable, expr: Callable) -> None:
+        trace, (cls, _, refs, kwargs, *_) = self.traces[k], self.ops[k]
+        var = self._vars[k] = {}
+        emit(f"# {cls.__name__}.forward")
+        for slot, where in trace.inputs.items():
+            if where[0] == "pos" and refs[where[1]][0] in ("arg", "ext"):  # the array as forward saw it
+                var[slot] = f"t{k}_{slot}"
+                emit(f"{var[slot]} = {expr(refs[where[1]])}")
+            elif where[0] == "pos":
+                var[slot] = expr(refs[where[1]])
+            elif where[0] == "kw":
+                var[slot] = name(f"{where[1]}_", kwargs[where[1]])
+        for call in trace.calls[:trace.forward_calls]:
+            emit(self._call_line(k, call, var, name))
+        out = var[trace.out]
+        emit(f"v{k} = {out}" if trace.out_class is self.classes[k] else f"v{k} = _normalize({out})")
+        later = set() if trace.results is None else (lowering.slots_used(trace.calls[trace.forward_calls:])
+                                                     | set(trace.results))
+        self._free(k, [s for s in range(trace.forward_slots) if s not in later], emit, 1)
+
+    def _emit_lowered_backward(self, k: int, depth: int, emit: Callable, name: Callable) -> list[str | None]:
+        """The backward's array calls; returns the expression of each input's gradient (None: no gradient)."""
+        trace, var = self.traces[k], self._vars[k]
+        emit(f"# {self.ops[k][0].__name__}.backward", depth)
+        for slot, where in trace.inputs.items():
+            if where[0] == "grad":
+                var[slot] = f"g{k}"
+        for call in trace.calls[trace.forward_calls:]:
+            emit(self._call_line(k, call, var, name), depth)
+        results = [None if s is None else var[s] for s in trace.results]
+        needed = [s for s in trace.results if s is not None]
+        if len(set(needed)) < len(needed):  # one array for two inputs: the engine copies it
+            emit(f"r = _unaliased({name('XP', self.ops[k][1].xp)}, ({', '.join(map(str, results))},))", depth)
+            results = [None if r is None else f"r[{i}]" for i, r in enumerate(results)]
+        return results
+
+    def _call_line(self, k: int, call: tuple, var: dict, name: Callable) -> str:
+        slot, fn, args, kwargs, form = call
+
+        def show(v: Any) -> str:
+            return lowering.source(v, var, name)
+
+        items = [show(a) for a in args] + [f"{key}={show(v)}" for key, v in kwargs.items()]
+        if form == "call":
+            text = f"{name(lowering.identifier(fn), fn)}({', '.join(items)})"
+        elif form == "getattr":
+            text = f"{items[0]}.{args[1]}"
+        elif form == "getitem":
+            text = f"{items[0]}[{items[1]}]"
+        elif form == "setitem":
+            text = f"{items[0]}[{items[1]}] = {items[2]}"
+        elif form == "inplace":
+            text = f"{name(lowering.identifier(fn), fn)}({items[0]}, {items[1]})"
+        elif isinstance(form, tuple) and form[0] == "method":
+            text = f"{items[0]}.{form[1]}({', '.join(items[1:])})"
+        elif isinstance(form, tuple):  # ("unary", symbol)
+            text = f"abs({items[0]})" if form[1] == "abs" else f"({form[1]}{items[0]})"
+        else:  # a binary operator
+            text = f"({items[0]} {form} {items[1]})"
+        if slot is None:
+            return text
+        var[slot] = f"t{k}_{slot}"
+        return f"{var[slot]} = {text}"
+
+    def _free(self, k: int, slots: Any, emit: Callable, depth: int) -> None:
+        """Let go of an op's large temporaries once it no longer needs them (eager frees them as early)."""
+        trace, var, freed = self.traces[k], self._vars[k], self._freed.setdefault(k, set())
+        large = {var[s] for s in slots if trace.sizes.get(s, 0) >= LARGE and var.get(s, "").startswith("t")} - freed
+        if large:
+            emit(f"del {', '.join(sorted(large))}", depth)
+            freed |= large
+
+    def _emit_backward(self, step: tuple, lines: list, emit: Callable, name: Callable, expr: Callable) -> None:
         """The engine's walk (``autograd/engine.py``) written out for one backward pass: the same order, the same
-        sums in the same order, the same casts; a leaf's ``.grad`` is set once the whole walk ran."""
+        sums in the same order, the same casts; a leaf's ``.grad`` is set once the whole walk ran. Whether a
+        gradient has arrived is known at capture for lowered ops (their calls are fixed), so only the gradients of
+        ops called whole are tested for None."""
         _, root, grad_ref, retain_graph = step
         plan = self.backward_plans[root]
-        ctx = self.ops[root][1]
-        for k, _, _ in plan[1:]:
-            emit(f"g{k} = None")
+        start = len(lines)
+        state: dict[str, str] = {}  # variable -> "set" (holds an array) or "maybe" (may be None); absent: None
+        maybe: set[str] = set()  # variables that may be None somewhere: they start as None
         leaves: dict[tuple, str] = {}
-        for _, _, targets in plan:
-            for target in targets:
-                if target is not None and target[0] in ("ext", "arg") and target not in leaves:
-                    leaves[target] = f"l{len(leaves)}"
-                    emit(f"l{len(leaves) - 1} = None")
+
+        def add(target: str, x: str, conditional: bool, leaf: str | None = None) -> None:
+            """Add gradient ``x`` into ``target`` (g{j}: an op's output; l{i}: a leaf's new .grad)."""
+            before = state.get(target)
+            first = x if leaf is None else f"({x} if {leaf}._grad is None else {leaf}._grad._data + {x})"
+            if before is None:
+                text = f"{target} = {first}"
+            elif before == "set":
+                text = f"{target} = {target} + {x}"
+            else:
+                text = f"{target} = {first} if {target} is None else {target} + {x}"
+            emit(text, depth)
+            state[target] = "maybe" if conditional and before != "set" else "set"
+            if state[target] == "maybe":
+                maybe.add(target)
+
+        backend = self.ops[root][1].backend
         if grad_ref[0] == "const":  # backward() (a non-tensor upstream is refused): ones, as arguments.upstream
-            emit(f"g{root} = {name('B', ctx.backend)}.xp.ones_like(v{root})")
+            emit(f"g{root} = {name('B', backend)}.xp.ones_like(v{root})")
         else:
-            emit(f"g{root} = {name('B', ctx.backend)}.xp.asarray({expr(grad_ref)}, copy=True)")
+            emit(f"g{root} = {name('B', backend)}.xp.asarray({expr(grad_ref)}, copy=True)")
+        state[f"g{root}"] = "set"
         for k, ctx, targets in plan:
+            here = state.get(f"g{k}")
+            if here is None:  # no gradient reaches this op
+                continue
             depth = 1
-            if k != root:
+            if here == "maybe":
                 emit(f"if g{k} is not None:")
                 depth = 2
-            if ctx.backend.context is not None:
-                emit(f"with {name('X', ctx.backend.context)}:", depth)
-                depth += 1
-            emit(f"r = {name(type(ctx).__name__ + '_backward_', ctx.backward)}(C{k}, g{k})", depth)
-            emit("if r.__class__ is not tuple: r = (r,)", depth)
-            n = len(targets)
-            emit(f"if len(r) != {n}: r = _one_per_input(C{k}, r)", depth)
-            needed = [position for position, target in enumerate(targets) if target is not None]
-            pairs = [(a, b) for i, a in enumerate(needed) for b in needed[i + 1:]]
-            if pairs:  # one array returned for two inputs (a + b): the engine copies it (only needed ones matter)
-                same = " or ".join(f"(r[{a}] is r[{b}] and r[{a}] is not None)" for a, b in pairs)
-                emit(f"if {same}: r = _unaliased(C{k}.xp, r)", depth)
+            lowered = self.traces[k] is not None
+            if lowered:
+                results = self._emit_lowered_backward(k, depth, emit, name)
+                metas = self.traces[k].result_meta
+            else:
+                if ctx.backend.context is not None:
+                    emit(f"with {name('X', ctx.backend.context)}:", depth)
+                    depth += 1
+                emit(f"r = {name(type(ctx).__name__ + '_backward_', ctx.backward)}(C{k}, g{k})", depth)
+                emit("if r.__class__ is not tuple: r = (r,)", depth)
+                emit(f"if len(r) != {len(targets)}: r = _one_per_input(C{k}, r)", depth)
+                needed = [position for position, target in enumerate(targets) if target is not None]
+                pairs = [(a, b) for i, a in enumerate(needed) for b in needed[i + 1:]]
+                if pairs:  # one array returned for two inputs (a + b): the engine copies it (only needed ones)
+                    same = " or ".join(f"(r[{a}] is r[{b}] and r[{a}] is not None)" for a, b in pairs)
+                    emit(f"if {same}: r = _unaliased(C{k}.xp, r)", depth)
+                results, metas = [f"r[{i}]" for i in range(len(targets))], [None] * len(targets)
+            outer = depth
             for position, target in enumerate(targets):
-                if target is None:
+                if target is None or position >= len(results) or results[position] is None:
                     continue
-                emit(f"x = r[{position}]", depth)
-                emit("if x is not None:", depth)
+                depth, x, meta = outer, results[position], metas[position]
+                if not lowered or meta != self._target_meta(target):
+                    emit(f"x = {x}", depth)
+                    x = "x"
+                if not lowered:
+                    emit("if x is not None:", depth)
+                    depth += 1
+                conditional = here == "maybe" or not lowered
                 if target[0] == "op":
                     _, j, shape, dtype = target
-                    cls_name, shape_name, dtype_name = name("A", self.classes[j]), name("S", shape), name("D", dtype)
-                    emit(f"if x.__class__ is not {cls_name} or x.shape != {shape_name} or x.dtype != {dtype_name}: "
-                         f"x = _fit(C{k}, x, {shape_name}, {dtype_name}, C{j}.backend.xp)", depth + 1)
-                    emit(f"g{j} = x if g{j} is None else g{j} + x", depth + 1)
+                    if x == "x":  # (a lowered op's results are known to fit)
+                        s, d = name("S", shape), name("D", dtype)
+                        emit(f"if x.__class__ is not {name('A', self.classes[j])} or x.shape != {s} or x.dtype != "
+                             f"{d}: x = _fit(C{k}, x, {s}, {d}, C{j}.backend.xp)", depth)
+                    add(f"g{j}", x, conditional)
                 else:
-                    leaf, staged = _tensor_expr(target), leaves[target]
-                    emit(f"d = {leaf}._data", depth + 1)
-                    emit("if x.__class__ is not d.__class__ or x.shape != d.shape or x.dtype != d.dtype: "
-                         f"x = _fit(C{k}, x, d.shape, d.dtype, {leaf}.backend.xp)", depth + 1)
-                    emit(f"{staged} = (x if {leaf}._grad is None else {leaf}._grad._data + x) if {staged} is None "
-                         f"else {staged} + x", depth + 1)
-            if not retain_graph:
-                emit(f"C{k}._saved = None", depth)
+                    leaf = _tensor_expr(target)
+                    if target not in leaves:
+                        leaves[target] = f"l{len(leaves)}"
+                    if x == "x":
+                        emit(f"d = {leaf}._data", depth)
+                        emit("if x.__class__ is not d.__class__ or x.shape != d.shape or x.dtype != d.dtype: "
+                             f"x = _fit(C{k}, x, d.shape, d.dtype, {leaf}.backend.xp)", depth)
+                    add(leaves[target], x, conditional, leaf)
+            if lowered:  # its temporaries are not needed any more
+                self._free(k, range(self.traces[k].slots), emit, outer)
+            elif not retain_graph:
+                emit(f"C{k}._saved = None", outer)
         for target, staged in leaves.items():
             leaf = _tensor_expr(target)
-            emit(f"if {staged} is not None: {leaf}._grad = Tensor._wrap({staged}, {leaf}.backend)")
+            if state.get(staged) == "set":
+                emit(f"{leaf}._grad = _wrap({staged}, {leaf}.backend)")
+            elif state.get(staged) == "maybe":
+                emit(f"if {staged} is not None: {leaf}._grad = _wrap({staged}, {leaf}.backend)")
+        lines[start:start] = [f"    {v} = None" for v in sorted(maybe)]
+
+    def _target_meta(self, r: tuple) -> tuple:
+        """(class, shape, dtype) of the array a gradient must fit: an op's output, or a leaf's array at capture (the
+        replay's guards keep them)."""
+        if r[0] == "op":
+            return self.classes[r[1]], r[2], r[3]
+        if r[0] == "arg":
+            return self.arg_meta[r[1]]
+        data = self.externals[r[1]]._data
+        return data.__class__, data.shape, data.dtype
 
     def replay(self, args: tuple) -> Any:
-        outer = np.geterr()
-        try:
+        if self.sets_errstate:  # the program sets NumPy's error handling (np.errstate in the step): put it back
+            outer = np.geterr()
+            try:
+                values = self._replay(args)
+            finally:
+                np.seterr(**outer)
+        else:
             values = self._replay(args)
-        finally:
-            np.seterr(**outer)
         return _rebuild(self.result, values, self.ops, self.externals, args)
 
     # -- for reading ----------------------------------------------------------------------------------------------------
@@ -342,8 +515,10 @@ class _Program:
                 k = step[1]
                 cls, _, refs, kwargs, shape, dtype = self.ops[k]
                 options = "".join(f", {key}={show(('const', v))}" for key, v in kwargs.items())
+                how = (f"lowered: {self.lowered_calls[k]} array calls" if k in self.lowered_calls
+                       else f"whole forward/backward: {self.not_lowered.get(k, '')}")
                 out.append(f"%{k} = {cls.__name__}({', '.join(show(r) for r in refs)}{options})"
-                           f"  -> {list(shape)} {np.dtype(dtype) if not hasattr(dtype, 'name') else dtype}")
+                           f"  -> {list(shape)} {np.dtype(dtype) if not hasattr(dtype, 'name') else dtype}  [{how}]")
             elif step[0] == "backward":
                 plan = self.backward_plans[step[1]]
                 out.append(f"backward from %{step[1]}: " + ", ".join(f"{self.ops[k][0].__name__}.backward(%{k})"
@@ -431,6 +606,7 @@ def _rebuild(structure: Any, values: list, ops: list, externals: list, args: tup
 # ------------------------------------------------------------------------------------------------------------------
 # the decorator's object: a cache of programs by signature
 # ------------------------------------------------------------------------------------------------------------------
+_training = operator.attrgetter("training")
 #: the signature of calls with an argument whose value cannot key a program (they run eagerly)
 UNHASHABLE = ("unhashable",)
 
@@ -448,26 +624,27 @@ class JitFunction:
         self._last: tuple | None = None
         self.stats = {"captures": 0, "replays": 0, "eager": 0}
 
-    def _signature(self, args: tuple, kwargs: dict) -> tuple:
-        parts: list[Any] = [engine.grad_enabled, anomaly.enabled]
+    def _signature(self, args: tuple, names: tuple) -> tuple:
+        """The key of a call's program: ``args`` (keyword arguments last, named by ``names``)."""
+        parts: list[Any] = [engine.grad_enabled, anomaly.enabled, names]
         first: dict[int, int] = {}  # the same tensor in two positions is part of the signature
-        for position, a in enumerate((*args, *kwargs.values())):
+        for position, a in enumerate(args):
             if isinstance(a, Tensor):
-                parts.append((tuple(a._data.shape), str(a._data.dtype), a.backend.name, a.requires_grad,
-                              first.setdefault(id(a), position)))
+                data = a._data
+                parts.append((data.shape, data.dtype, a.backend, a.requires_grad, first.setdefault(id(a), position)))
             else:
                 try:
                     hash(a)
                 except TypeError:
                     return UNHASHABLE  # a list, dict or array: its value cannot key a program (runs eagerly)
                 parts.append((type(a), a))
-        parts.append(tuple(kwargs))
-        parts.append(tuple(m.training for m in self._modules.values()))
+        parts.append(tuple(map(_training, self._modules.values())))
         return tuple(parts)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if capture.recording is not None or anomaly.enabled:  # inside another capture, or anomaly mode: eager
             return self.fn(*args, **kwargs)
+        names = ()
         if kwargs:
             args = (*args, *kwargs.values())
             names = tuple(kwargs)
@@ -475,15 +652,13 @@ class JitFunction:
             call = lambda *a: self.fn(*a[:positional], **dict(zip(names, a[positional:])))  # noqa: E731
         else:
             call = self.fn
-        signature = self._signature(args, kwargs)
+        signature = self._signature(args, names)
         if signature is UNHASHABLE and signature not in self._programs:
             self._give_up(signature, "an argument is unhashable (a list, dict or array), so its value cannot be "
                           "part of the signature; pass tensors and numbers", stacklevel=3)
         entry = self._programs.get(signature)
         if isinstance(entry, _Program):
-            if entry.generation == hooks.generation and all(
-                    t.requires_grad == rg and t._data.shape == shape and t._data.dtype == dtype
-                    for t, rg, shape, dtype in entry.guards) and all(b._data is a for b, a in entry.array_guards):
+            if entry.valid():
                 self.stats["replays"] += 1
                 self._last = signature
                 return entry.replay(args)
@@ -492,15 +667,16 @@ class JitFunction:
         if isinstance(entry, str):
             self.stats["eager"] += 1
             return call(*args)
-        return self._capture(signature, entry[1] if isinstance(entry, tuple) else None, call, args)
+        return self._capture(signature, entry[1] if isinstance(entry, tuple) else None, call, args, names)
 
-    def _capture(self, signature: tuple, first: Any, call: Callable, args: tuple) -> Any:
+    def _capture(self, signature: tuple, first: Any, call: Callable, args: tuple, names: tuple) -> Any:
         recording = capture.Recording()
         capture.recording = recording
         try:
             result = call(*args)
         finally:
             capture.recording = None
+            recording.close()
         self.stats["captures"] += 1
         program = _Program(recording, args, result)
         new_modules = [m for key, m in recording.modules.items() if key not in self._modules]
@@ -508,7 +684,7 @@ class JitFunction:
             self._modules[id(m)] = m
         if new_modules:  # the signature now holds these modules' flags too
             self._programs.pop(signature, None)
-            signature = self._signature(args, {})
+            signature = self._signature(args, names)
             first = None
         reason = program.reasons[0] if program.reasons else (first.same_as(program) if first is not None else None)
         if reason is not None:
@@ -516,7 +692,7 @@ class JitFunction:
         elif first is None:  # the next call with this signature captures again, to compare
             self._remember(signature, ("first", program))
         else:
-            program.finalize()
+            program.finalize(first)
             if program.reasons:
                 self._give_up(signature, program.reasons[0])
                 return result

@@ -2,7 +2,8 @@
 
 While ``tinygrad_edu.jit`` captures a call, ``recording`` is a ``Recording`` and the engine reports to it:
 
-* ``Function.apply`` reports every op: its class, its context, its inputs and its output (``Recording.op``);
+* ``Function.apply`` reports every op: its class, its context, its inputs and its output (``Recording.op``), and on
+  NumPy runs its forward (and so its backward) traced: the array calls it makes are noted (``lowering.py``);
 * ``Tensor.backward`` reports the backward pass it starts (``Recording.backward``);
 * methods marked ``@host_call`` (an optimizer's ``step`` and ``zero_grad``, the loss scaler's and the master weights'
   methods, batchnorm's batch count) are recorded as one call each, to be called again at every replay; the ops they
@@ -23,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_edu.autograd import lowering
+
 #: the Recording of the call being captured, or None (the usual case)
 recording: Recording | None = None
 
@@ -36,6 +39,18 @@ class Recording:
         self.reasons: list[str] = []  # why this call cannot be replayed (empty: it can)
         self.modules: dict[int, Any] = {}  # id -> a module whose forward ran (its training flag is a guard)
         self.paused = 0  # > 0 inside a host call: its ops are its own business
+        self.traces: dict[int, lowering.Trace] = {}  # id(ctx) -> the array calls of that op (see lowering.py)
+
+    def forward(self, cls: type, ctx: Any) -> Callable:
+        """The forward ``Function.apply`` runs: on NumPy, traced (``lowering.traced_forward``), else the op's own."""
+        if self.paused or not lowering.lowerable(ctx.backend):
+            return cls.forward
+        return functools.partial(lowering.traced_forward, cls, self.traces)
+
+    def close(self) -> None:
+        """The capture ended: the traced contexts get their real arrays back."""
+        for trace in self.traces.values():
+            lowering.untrace(trace)
 
     def op(self, cls: type, ctx: Any, args: tuple, kwargs: dict, result: Any) -> None:
         if not self.paused:

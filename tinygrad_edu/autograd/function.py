@@ -95,12 +95,13 @@ class Function:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
         ctx = cls.__new__(cls)
         ctx.backend, ctx.xp, ctx.needs_input_grad, ctx._saved = backend, backend.xp, tuple(needs), ()
+        forward = cls.forward if capture.recording is None else capture.recording.forward(cls, ctx)  # (jit: traced)
         try:
             if backend.context is None:
-                out = cls.forward(ctx, *arrays, **kwargs)
+                out = forward(ctx, *arrays, **kwargs)
             else:
                 with backend.context:  # e.g. CuPy's current GPU
-                    out = cls.forward(ctx, *arrays, **kwargs)
+                    out = forward(ctx, *arrays, **kwargs)
         except InputError:
             raise
         except ValueError as exc:  # from the array library (e.g. shapes that do not broadcast): name op and inputs

@@ -66,6 +66,18 @@ def bump(tensor: Any, replaced: Any = None) -> None:
     counter.replaced = 0 if replaced is None else id(replaced)
 
 
+def bump_all(tensors: Any) -> None:
+    """``bump`` for several tensors changed in place at once (an optimizer step), at one tick."""
+    global last_change
+    last_change = now = next(clock)
+    for tensor in tensors:
+        counter = tensor._versions
+        if counter is None:
+            counter = tensor._versions = VersionCounter()
+        counter.version += 1
+        counter.changed_before, counter.changed_at, counter.replaced = counter.changed_at, now, 0
+
+
 def check_saved(ctx: Any, output: Any) -> None:
     """Raise if an input of the op ``ctx`` (or its ``output``) whose array it saved changed in place after it ran."""
     saved = {id(v) for v in (ctx._saved or ())}

@@ -26,6 +26,17 @@ import numpy as np
 DEFAULT_SEED = 0
 
 
+def kernel_call(kernel: Any, *args: Any) -> Any:
+    """``kernel(*args)`` for a compiled kernel that reads its arrays' memory. An argument whose type has
+    ``__kernel_call__`` (the jit's traced arrays, ``autograd/lowering.py``) is given the whole call instead: to the
+    lowered op it is one call."""
+    for a in args:
+        hand_over = getattr(type(a), "__kernel_call__", None)
+        if hand_over is not None:
+            return hand_over(a, kernel, args)
+    return kernel(*args)
+
+
 class Backend:
     """One device and the array library that computes on it.
 

@@ -12,7 +12,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from tinygrad_edu.backend.base import DEFAULT_SEED, Backend
+from tinygrad_edu.backend.base import DEFAULT_SEED, Backend, kernel_call
 
 
 class NumpyBackend(Backend):
@@ -67,4 +67,4 @@ class NumpyBackend(Backend):
     def matmul_accumulate(self, a, b, accumulate_dtype):
         from tinygrad_edu.backend.kernels import matmul_cpu
 
-        return matmul_cpu.matmul_accumulate(a, b, accumulate_dtype)
+        return kernel_call(matmul_cpu.matmul_accumulate, a, b, accumulate_dtype)

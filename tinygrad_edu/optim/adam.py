@@ -51,15 +51,12 @@ class Adam(Optimizer):
         self._check_number(group, "weight_decay", low=0.0)
 
     def step(self) -> None:  # works on the arrays (.data), so nothing is recorded on the tape
-        self._check_grads()  # all of them first: a bad one must not leave the others half updated
-        for group in self.param_groups:
+        todo = self._check_grads()  # all of them first: a bad one must not leave the others half updated
+        for group, params in zip(self.param_groups, todo):
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g, w, xp = p.grad.data, p.data, p.backend.xp  # g is the user's gradient: read, never written
-                p._bump_version()  # p changes in place: a pending backward that saved p must refuse to run
+            for p, g, w in params:  # g is the user's gradient: read, never written; w is p's array
+                xp = p.backend.xp
                 state = self.state.get(p)
                 if not state:  # first step: the state, allocated once
                     state = self.state[p] = {"step": 0, "exp_avg": xp.zeros_like(w), "exp_avg_sq": xp.zeros_like(w)}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_edu.autograd import capture
+from tinygrad_edu.autograd import capture, versions
 from tinygrad_edu.dtypes import is_floating
 from tinygrad_edu.tensor import Tensor
 
@@ -128,16 +128,25 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
-    def _check_grads(self) -> None:
+    def _check_grads(self) -> list[list[tuple[Tensor, Any, Any]]]:
         """Before a step changes anything: every gradient present must fit its parameter (a Tensor of the same
         shape, dtype and device), else a TypeError/ValueError naming the optimizer, the parameter and both shapes
-        (dtypes, devices), and nothing is updated."""
+        (dtypes, devices), and nothing is updated. Returns, per group, (p, gradient array, p's array) for each
+        parameter with a gradient, and records that these parameters change in place now (``versions.bump_all``:
+        a pending backward that saved one of them must refuse to run)."""
+        groups = []
         for group in self.param_groups:
+            todo = []
             for p in group["params"]:
                 g = p._grad
-                if g is not None and not (g.__class__ is Tensor and g.backend is p.backend
-                                          and g._data.shape == p._data.shape and g._data.dtype == p._data.dtype):
-                    self._refuse_grad(p, g)  # (the message is built only for a gradient that does not fit)
+                if g is not None:
+                    if g.__class__ is not Tensor or g.backend is not p.backend or g._data.shape != p._data.shape \
+                            or g._data.dtype != p._data.dtype:
+                        self._refuse_grad(p, g)  # (the message is built only for a gradient that does not fit)
+                    todo.append((p, g._data, p._data))
+            groups.append(todo)
+        versions.bump_all(p for todo in groups for p, _, _ in todo)
+        return groups
 
     def _refuse_grad(self, p: Tensor, g: Any) -> None:
         """Raise the error for gradient ``g`` of parameter ``p`` if it does not fit (see ``_check_grads``)."""

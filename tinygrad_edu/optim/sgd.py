@@ -60,15 +60,11 @@ class SGD(Optimizer):
                              f"{group['momentum']}, dampening={group['dampening']}")
 
     def step(self) -> None:  # works on the arrays (.data), so nothing is recorded on the tape
-        self._check_grads()  # all of them first: a bad one must not leave the others half updated
-        for group in self.param_groups:
+        todo = self._check_grads()  # all of them first: a bad one must not leave the others half updated
+        for group, params in zip(self.param_groups, todo):
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g, w = p.grad.data, p.data  # g is the user's gradient: read, never written
-                p._bump_version()  # p changes in place: a pending backward that saved p must refuse to run
+            for p, g, w in params:  # g is the user's gradient: read, never written; w is p's array
                 work = None  # this step's one temporary for p, allocated by the first product
                 d = g
                 if weight_decay:  # d ← g + λ·p

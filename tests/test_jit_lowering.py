@@ -1,0 +1,208 @@
+"""The jit's lowering (``autograd/lowering.py``): a replayed op makes the array calls its forward and backward made
+at capture. Every op of the gradient registry, jitted, gives the eager outputs and gradients bit for bit at each
+call, with new input values at each call (an op that branched on its values would show); what cannot be lowered is
+replayed as whole calls of forward and backward, and says why."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+from tinygrad_edu import Tensor, nn
+from tinygrad_edu.autograd import Function
+from tinygrad_edu.jit import JitWarning, jit
+from tinygrad_edu.nn import functional as F
+from tinygrad_edu.optim import SGD
+from tinygrad_edu.testing.registry import entries
+
+CALLS = 5
+
+
+def _outputs(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _run(entry, arrays_per_call, upstreams, use_jit):
+    """Each call: fresh leaves from the arrays, loss = Σ <upstream, output>, backward. Returns (loss, grads) per call
+    and the jitted function."""
+
+    def step(*tensors):
+        xs, us = tensors[:len(tensors) - len(upstreams)], tensors[len(tensors) - len(upstreams):]
+        loss = None
+        for o, u in zip(_outputs(entry.fn(*xs)), us):
+            term = (o * u).sum()
+            loss = term if loss is None else loss + term
+        loss.backward()
+        return loss
+
+    run = jit(step) if use_jit else step
+    results = []
+    for i, arrays in enumerate(arrays_per_call):
+        leaves = [Tensor(a, requires_grad=True) for a in arrays]
+        tg.manual_seed(100 + i)  # random ops: the same draws in both runs
+        loss = run(*leaves, *[Tensor(u) for u in upstreams])
+        results.append((loss.numpy().copy(), [None if t.grad is None else t.grad.numpy().copy() for t in leaves]))
+    return results, run
+
+
+@pytest.mark.parametrize("entry", entries(), ids=lambda e: e.name)
+def test_every_registered_op_replays_bit_identically_with_new_values(entry):
+    rng = np.random.default_rng(0)
+    first = entry.make_inputs(rng)  # then the same values in other places: where a max or a kink falls moves
+    arrays_per_call = [first] + [[rng.permutation(a.ravel()).reshape(a.shape) for a in first] for _ in range(CALLS - 1)]
+    tg.manual_seed(99)
+    outputs = _outputs(entry.fn(*[Tensor(a) for a in arrays_per_call[0]]))
+    upstreams = [rng.standard_normal(o.shape) for o in outputs]
+    eager, _ = _run(entry, arrays_per_call, upstreams, use_jit=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", JitWarning)
+        jitted, run = _run(entry, arrays_per_call, upstreams, use_jit=True)
+    for call, ((loss_e, grads_e), (loss_j, grads_j)) in enumerate(zip(eager, jitted)):
+        assert np.array_equal(loss_e, loss_j, equal_nan=True), (entry.name, call)
+        for k, (a, b) in enumerate(zip(grads_e, grads_j)):
+            assert (a is None) == (b is None), (entry.name, call, k)
+            assert a is None or (a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)), (entry.name, call, k)
+
+
+def _mlp_step(model, optimizer):
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def test_the_mlp_step_is_lowered_to_array_calls():
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
+    step = jit(_mlp_step(model, SGD(model.parameters(), lr=0.1)), strict=True)
+    x, y = Tensor(np.random.default_rng(0).standard_normal((8, 2)).astype(np.float32)), Tensor(np.arange(8) % 2)
+    for _ in range(3):
+        step(x, y)
+    source = step.source
+    assert "_forward_" not in source and "_backward_" not in source  # no op is called whole
+    assert "matmul_" in source and "maximum_" in source  # its NumPy calls, one per line
+    assert all("[lowered: " in line for line in step.graph if line.startswith("%"))
+
+
+class _Branchy(Function):
+    """y = 2x where Σx > 0, else 3x: its calls depend on the values (read on the host)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.factor = 2.0 if float(x.sum()) > 0 else 3.0
+        return x * ctx.factor
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.factor
+
+
+_DRAWS = np.random.default_rng(0)
+
+
+class _HostNoise(Function):
+    """y = x + noise drawn from a generator of its own (an array from outside the traced calls)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x + _DRAWS.standard_normal(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class _Layout(Function):
+    """y = x (copied), by a path chosen from the memory layout."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy() if x.flags.c_contiguous else ctx.xp.ascontiguousarray(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+@pytest.mark.parametrize("op,reason", [(_Branchy, "reads an array on the host (float())"),
+                                       (_HostNoise, "an array made outside the traced calls"),
+                                       (_Layout, "reads an array on the host (flags)")])
+def test_an_op_whose_calls_may_change_is_replayed_whole(op, reason):
+    def step(x):
+        y = op.apply(x)
+        y.sum().backward()
+        return y
+
+    jitted = jit(step)
+    values = [np.array([1.0, 2.0]), np.array([-1.0, -2.0]), np.array([3.0, -1.0]), np.array([-5.0, 1.0])]
+    state = _DRAWS.bit_generator.state
+    eager = []
+    for v in values:
+        x = Tensor(v, requires_grad=True)
+        eager.append((step(x).numpy(), x.grad.numpy()))
+    _DRAWS.bit_generator.state = state  # the same draws for the jitted run
+    for v, (y_e, g_e) in zip(values, eager):
+        x = Tensor(v, requires_grad=True)
+        assert np.array_equal(jitted(x).numpy(), y_e) and np.array_equal(x.grad.numpy(), g_e)
+    assert jitted.stats["replays"] == 2
+    (line,) = [line for line in jitted.graph if line.startswith("%0")]
+    assert "whole forward/backward" in line and reason in line, line
+
+
+class _Keeper(Function):
+    """Keeps an array on the context beside the saved ones."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.doubled = x * 2
+        ctx.save_for_backward(x)
+        return ctx.doubled + 1
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 2 + 0 * x
+
+
+def test_contexts_hold_real_arrays_after_the_capture():
+    contexts = []
+
+    def step(x):
+        y = _Keeper.apply(x)
+        contexts.append(y._ctx)
+        y.sum().backward(retain_graph=False)
+        return y
+
+    jitted = jit(step)
+    for v in ([1.0, 2.0], [3.0, 4.0]):
+        jitted(Tensor(np.array(v), requires_grad=True))
+    for ctx in contexts:  # the captured calls' contexts: no traced value left, the class's own backward
+        assert type(ctx.doubled) is np.ndarray and "backward" not in vars(ctx)
+    x = Tensor(np.array([5.0, 6.0]), requires_grad=True)
+    assert np.array_equal(jitted(x).numpy(), [11.0, 13.0]) and np.array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_a_kernel_call_is_one_call_of_the_lowered_op():
+    a = Tensor(np.random.default_rng(0).standard_normal((4, 8)).astype(np.float16), requires_grad=True)
+    b = Tensor(np.random.default_rng(1).standard_normal((8, 3)).astype(np.float16), requires_grad=True)
+
+    def step(a, b):
+        y = a @ b
+        y.float().sum().backward()
+        return y
+
+    eager = step(a, b).numpy()
+    grads = a.grad.numpy(), b.grad.numpy()
+    jitted = jit(step, strict=True)
+    for _ in range(3):
+        a.grad = b.grad = None
+        assert np.array_equal(jitted(a, b).numpy(), eager)
+        assert np.array_equal(a.grad.numpy(), grads[0]) and np.array_equal(b.grad.numpy(), grads[1])
+    assert "matmul_accumulate_" in jitted.source  # the compiled float16 kernel, called once per product
