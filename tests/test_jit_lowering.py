@@ -9,12 +9,12 @@ import warnings
 
 import numpy as np
 import pytest
+from test_jit import _step_of
 
 import tinygrad_edu as tg
 from tinygrad_edu import Tensor, nn
 from tinygrad_edu.autograd import Function
 from tinygrad_edu.jit import JitWarning, jit
-from tinygrad_edu.nn import functional as F
 from tinygrad_edu.optim import SGD
 from tinygrad_edu.testing.registry import entries
 
@@ -67,21 +67,10 @@ def test_every_registered_op_replays_bit_identically_with_new_values(entry):
             assert a is None or (a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)), (entry.name, call, k)
 
 
-def _mlp_step(model, optimizer):
-    def step(x, y):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
-
-
 def test_the_mlp_step_is_lowered_to_array_calls():
     tg.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
-    step = jit(_mlp_step(model, SGD(model.parameters(), lr=0.1)), strict=True)
+    step = jit(_step_of(model, SGD(model.parameters(), lr=0.1)), strict=True)
     x, y = Tensor(np.random.default_rng(0).standard_normal((8, 2)).astype(np.float32)), Tensor(np.arange(8) % 2)
     for _ in range(3):
         step(x, y)

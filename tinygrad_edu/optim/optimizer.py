@@ -134,18 +134,21 @@ class Optimizer:
         (dtypes, devices), and nothing is updated. Returns, per group, (p, gradient array, p's array) for each
         parameter with a gradient, and records that these parameters change in place now (``versions.bump_all``:
         a pending backward that saved one of them must refuse to run)."""
-        groups = []
+        groups, changing = [], []
         for group in self.param_groups:
             todo = []
             for p in group["params"]:
                 g = p._grad
                 if g is not None:
-                    if g.__class__ is not Tensor or g.backend is not p.backend or g._data.shape != p._data.shape \
-                            or g._data.dtype != p._data.dtype:
+                    if g.__class__ is not Tensor or g.backend is not p.backend:
                         self._refuse_grad(p, g)  # (the message is built only for a gradient that does not fit)
-                    todo.append((p, g._data, p._data))
+                    g_data, w = g._data, p._data
+                    if g_data.shape != w.shape or g_data.dtype != w.dtype:
+                        self._refuse_grad(p, g)
+                    todo.append((p, g_data, w))
+                    changing.append(p)
             groups.append(todo)
-        versions.bump_all(p for todo in groups for p, _, _ in todo)
+        versions.bump_all(changing)
         return groups
 
     def _refuse_grad(self, p: Tensor, g: Any) -> None:
