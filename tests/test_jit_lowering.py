@@ -83,6 +83,8 @@ def test_the_mlp_step_is_lowered_to_array_calls():
 class _Branchy(Function):
     """y = 2x where Σx > 0, else 3x: its calls depend on the values (read on the host)."""
 
+    lowerable = True  # (a promise the test breaks on purpose: the trace must notice)
+
     @staticmethod
     def forward(ctx, x):
         ctx.factor = 2.0 if float(x.sum()) > 0 else 3.0
@@ -99,6 +101,8 @@ _DRAWS = np.random.default_rng(0)
 class _HostNoise(Function):
     """y = x + noise drawn from a generator of its own (an array from outside the traced calls)."""
 
+    lowerable = True  # (a promise the test breaks on purpose: the trace must notice)
+
     @staticmethod
     def forward(ctx, x):
         return x + _DRAWS.standard_normal(x.shape)
@@ -110,6 +114,8 @@ class _HostNoise(Function):
 
 class _Layout(Function):
     """y = x (copied), by a path chosen from the memory layout."""
+
+    lowerable = True  # (a promise the test breaks on purpose: the trace must notice)
 
     @staticmethod
     def forward(ctx, x):
@@ -147,6 +153,8 @@ def test_an_op_whose_calls_may_change_is_replayed_whole(op, reason):
 
 class _Keeper(Function):
     """Keeps an array on the context beside the saved ones."""
+
+    lowerable = True  # (a promise the test breaks on purpose: the trace must notice)
 
     @staticmethod
     def forward(ctx, x):
@@ -195,3 +203,159 @@ def test_a_kernel_call_is_one_call_of_the_lowered_op():
         assert np.array_equal(jitted(a, b).numpy(), eager)
         assert np.array_equal(a.grad.numpy(), grads[0]) and np.array_equal(b.grad.numpy(), grads[1])
     assert "matmul_accumulate_" in jitted.source  # the compiled float16 kernel, called once per product
+
+
+def _compare(op, values, **kwargs):
+    """The op applied to each of ``values`` (one array per call) eagerly and jitted: outputs and gradients bit for
+    bit. Returns the jitted function."""
+    def step(x):
+        y = op.apply(x, **kwargs)
+        (y * y).sum().backward()
+        return y
+
+    runs = []
+    for use_jit in (False, True):
+        run = jit(step) if use_jit else step
+        out = []
+        for v in values:
+            x = Tensor(np.array(v, dtype=np.float64), requires_grad=True)
+            out.append((run(x).numpy().copy(), x.grad.numpy().copy()))
+        runs.append(out)
+    for (y_e, g_e), (y_j, g_j) in zip(*runs):
+        assert np.array_equal(y_e, y_j) and np.array_equal(g_e, g_j)
+    return run
+
+
+def _op(forward, backward):
+    return type("Op", (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward),
+                                    "lowerable": True})
+
+
+def _whole_because(run) -> str:
+    (line,) = [line for line in run.graph if line.startswith("%0 ")]
+    assert "whole forward/backward" in line, line
+    return line
+
+
+def test_a_function_defined_outside_the_library_is_replayed_whole_unless_it_opts_in():
+    class Double(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    assert not Double.lowerable and nn.Linear and tg.nn.functional.LinearFunction.lowerable
+    run = _compare(Double, [[1.0, 2.0]] * 4)
+    assert "without lowerable = True" in _whole_because(run)
+    Double.lowerable = True
+    run = _compare(Double, [[1.0, 2.0]] * 4)
+    assert "[lowered: " in run.graph[0]
+
+
+def _mean_of_positives_forward(ctx, x):
+    positive = x[x > 0]
+    ctx.mask, ctx.n = x > 0, positive.size  # the size depends on the values
+    return positive.sum() / positive.size
+
+
+def _mean_of_positives_backward(ctx, g):
+    return ctx.xp.astype(ctx.mask, g.dtype) * (g / ctx.n)
+
+
+def test_a_result_whose_shape_depends_on_the_values_is_replayed_whole():
+    values = [[1.0, 2.0, -1.0, -2.0], [3.0, -1.0, 5.0, -7.0], [1.0, 2.0, 3.0, -1.0], [4.0, -1.0, -1.0, -1.0]]
+    run = _compare(_op(_mean_of_positives_forward, _mean_of_positives_backward), values)
+    assert "shape depends on the values" in _whole_because(run)
+
+
+def test_two_gradients_that_are_one_array_are_copied_as_in_the_engine():
+    add_both = _op(lambda ctx, a, b: a + b, lambda ctx, g: (g, ctx.xp.asarray(g)))  # asarray(g) is g itself
+    triple_in_place = _op(lambda ctx, x: x * 3, lambda ctx, g: g.__imul__(3))  # (updates its upstream in place)
+
+    def step(x):
+        y = add_both.apply(triple_in_place.apply(x), x * 1)
+        y.sum().backward()
+        return y
+
+    jitted = jit(step)
+    for k in range(4):
+        x = Tensor(np.arange(3.0) + k, requires_grad=True)
+        jitted(x)
+        assert np.array_equal(x.grad.numpy(), [4.0, 4.0, 4.0])  # 3 + 1, with eager's copy
+    assert jitted.stats["replays"] == 2
+
+
+def test_a_list_argument_changed_between_calls_is_not_frozen():
+    chosen = [0, 1]
+
+    def pick_forward(ctx, x):
+        ctx.index = list(chosen), x.shape
+        return x[chosen]
+
+    def pick_backward(ctx, g):
+        index, shape = ctx.index
+        out = ctx.xp.zeros(shape, dtype=g.dtype)
+        out[index] = g
+        return out
+
+    def choose(k):
+        chosen[:] = [k % 3, (k + 1) % 3]
+
+    op = _op(pick_forward, pick_backward)
+
+    def step(x):
+        y = op.apply(x)
+        (y * y).sum().backward()
+        return y
+
+    runs = []
+    for use_jit in (False, True):
+        run = jit(step) if use_jit else step
+        out = []
+        for k in range(5):
+            choose(k)
+            x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+            out.append((run(x).numpy().copy(), x.grad.numpy().copy()))
+        runs.append(out)
+    for (y_e, g_e), (y_j, g_j) in zip(*runs):
+        assert np.array_equal(y_e, y_j) and np.array_equal(g_e, g_j)
+    assert "traced different array calls" in _whole_because(run)
+
+
+def test_ufunc_methods_and_python_protocols_on_traced_arrays():
+    def scatter_forward(ctx, x):  # ctx.xp.maximum.reduce and ctx.xp.add.at through the traced namespace
+        out = ctx.xp.zeros(x.shape, dtype=x.dtype)
+        ctx.xp.add.at(out, ctx.xp.argmax(x), ctx.xp.maximum.reduce(x))
+        return out + x
+
+    run = _compare(_op(scatter_forward, lambda ctx, g: g), [[1.0, 3.0, 2.0], [5.0, 0.0, 1.0]] * 2)
+    assert "[lowered: " in run.graph[0]
+    rounded = _op(lambda ctx, x: x * round(x.max(), 1), lambda ctx, g: g)
+    assert "round()" in _whole_because(_compare(rounded, [[1.26, 2.0]] * 4))
+    fraction = _op(lambda ctx, x: divmod(x, 1.0)[1], lambda ctx, g: g)
+    assert "divmod" in _whole_because(_compare(fraction, [[1.25, 2.5]] * 4))
+
+
+_RAMPS: dict = {}
+
+
+def test_an_array_an_op_keeps_outside_its_context_goes_on_working():
+    def ramp_forward(ctx, x):
+        ramp = _RAMPS.setdefault(x.shape, ctx.xp.arange(x.shape[0], dtype=x.dtype))  # kept after the capture
+        return x + ramp
+
+    op = _op(ramp_forward, lambda ctx, g: g)
+
+    def step(x):
+        y = op.apply(x)
+        y.sum().backward()
+        return y
+
+    jitted = jit(step)  # the first capture caches a traced array; the second finds it and replays the op whole
+    for k in range(4):
+        assert np.array_equal(jitted(Tensor(np.full(3, float(k)), requires_grad=True)).numpy(), k + np.arange(3.0))
+    assert "another op" in _whole_because(jitted)
+    assert np.array_equal(op.apply(Tensor(np.zeros(3))).numpy(), [0.0, 1.0, 2.0])  # eagerly, after the jit

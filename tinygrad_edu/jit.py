@@ -21,7 +21,8 @@ the loss scaler's and master weights' methods, batchnorm's batch count), which a
 capture), then the backward of the recorded ops newest first, lowered the same way, with the engine's own gradient
 routing written out, and each host call again, in place. No Tensor, no context, no checks. An op whose calls could
 differ from one call to the next (it reads its values on the host, draws a random mask outside the traced calls,
-or runs on CuPy or array_api_strict) is replayed as a call of its whole ``forward`` and ``backward`` instead; random
+runs on CuPy or array_api_strict, or is a ``Function`` defined outside the library that does not set
+``lowerable = True``) is replayed as a call of its whole ``forward`` and ``backward`` instead; random
 ops (dropout, DropConnect, swapout) then draw their masks from the same generator in the same order: a replayed run
 gives the eager run's values bit for bit.
 
@@ -122,8 +123,11 @@ class _Program:
                 self.classes.append(out._data.__class__)
                 trace = recording.traces.get(id(ctx))
                 self.traces.append(trace if trace is not None and trace.reason is None else None)
-                if self.traces[-1] is None:
-                    self.not_lowered[k] = trace.reason if trace is not None else "not on NumPy"
+                if trace is not None and trace.reason is not None:
+                    self.not_lowered[k] = trace.reason
+                elif trace is None:
+                    self.not_lowered[k] = (f"it runs on '{ctx.backend.name}', not NumPy" if cls.lowerable else
+                                           "a Function defined outside the library, without lowerable = True")
                 produced[id(out)] = k
                 self.steps.append(("op", k))
             elif entry[0] == "backward":
@@ -176,9 +180,12 @@ class _Program:
                 if ctx.parents is not None:  # retain_graph on the last backward: the caller may still use it
                     self.reasons.append("the step keeps its graph after backward (retain_graph=True)")
                     return
-        for _, ctx, refs, *_ in self.ops:
-            if hasattr(ctx, "sequence"):
+        for k, (cls, ctx, refs, *rest) in enumerate(self.ops):
+            if hasattr(ctx, "sequence") and self.traces[k] is None:  # replayed whole: a context of its own, whose
+                ctx = cls.__new__(cls)                                 # parents only count the inputs (the tensors
+                ctx.__dict__.update(self.ops[k][1].__dict__)           # the step returned keep their freed graph)
                 ctx.parents = (None,) * len(refs)
+                self.ops[k] = (cls, ctx, refs, *rest)
         self.compile()
 
     def _backward_plan(self, root: int) -> list[tuple]:
@@ -333,8 +340,7 @@ class _Program:
         for call in trace.calls[trace.forward_calls:]:
             emit(self._call_line(k, call, var, name), depth)
         results = [None if s is None else var[s] for s in trace.results]
-        needed = [s for s in trace.results if s is not None]
-        if len(set(needed)) < len(needed):  # one array for two inputs: the engine copies it
+        if trace.aliased:  # one array for two inputs: the engine copies it
             emit(f"r = _unaliased({name('XP', self.ops[k][1].xp)}, ({', '.join(map(str, results))},))", depth)
             results = [None if r is None else f"r[{i}]" for i, r in enumerate(results)]
         return results

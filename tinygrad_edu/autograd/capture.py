@@ -43,14 +43,20 @@ class Recording:
 
     def forward(self, cls: type, ctx: Any) -> Callable:
         """The forward ``Function.apply`` runs: on NumPy, traced (``lowering.traced_forward``), else the op's own."""
-        if self.paused or not lowering.lowerable(ctx.backend):
+        if self.paused or not cls.lowerable or not lowering.lowerable(ctx.backend):
             return cls.forward
         return functools.partial(lowering.traced_forward, cls, self.traces)
 
     def close(self) -> None:
         """The capture ended: the traced contexts get their real arrays back."""
-        for trace in self.traces.values():
-            lowering.untrace(trace)
+        errors = []
+        for trace in self.traces.values():  # (every one, even after an error)
+            try:
+                lowering.untrace(trace)
+            except Exception as exc:  # noqa: BLE001 - raised below, once all are done
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def op(self, cls: type, ctx: Any, args: tuple, kwargs: dict, result: Any) -> None:
         if not self.paused:

@@ -53,6 +53,17 @@ class Function:
     sequence: int  #: creation number (a tick of ``versions.clock``): an op is newer than the ops it uses
     _created_at: Any = None  #: under detect_anomaly(): the user's stack when the op was created
     _view: bool = False  #: True for ops whose output may share memory with input 0: it shares its version counter
+    #: ``tinygrad_edu.jit`` may replay this op as the array calls it made at capture (``autograd/lowering.py``): a
+    #: promise that forward and backward depend on nothing but their arrays and options (no Python state that
+    #: changes, no draw on the host, no array kept outside the context). True for the library's ops; a subclass
+    #: defined elsewhere is replayed as whole calls of forward and backward unless it sets ``lowerable = True``.
+    lowerable: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "lowerable" not in cls.__dict__:
+            cls.lowerable = cls.__module__.startswith("tinygrad_edu.") and all(
+                getattr(base, "lowerable", True) for base in cls.__bases__)
 
     @staticmethod
     def forward(ctx: Function, *args: Any, **kwargs: Any) -> Any:

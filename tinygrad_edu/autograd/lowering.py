@@ -23,6 +23,8 @@ calls could differ from one call to the next:
 
 from __future__ import annotations
 
+import copy
+import math
 import operator
 import re
 from typing import Any
@@ -56,11 +58,11 @@ class Trace:
         self.forward_slots = 0  # slots below this number are the forward's
         self.out_class: type | None = None  # the class of forward's result (ndarray, or a NumPy scalar)
         self.result_meta: tuple = ()  # (class, shape, dtype) of each backward result (None for None)
+        self.aliased = False  # two of backward's results were one array
         self.reason: str | None = None
         self.closed = False
         self.ctx: Any = None  # the op's context
         self._count = 0
-        self._values: list[Traced] = []  # every traced value: they let go of their arrays once the capture ends
         self._ones = getattr(backend, "_ones_cache", {})  # the backend's read-only vectors of ones
         self._errstate = np.geterr()
         self.namespace = Namespace(self)
@@ -74,7 +76,6 @@ class Trace:
     def value(self, real: Any, where: tuple | None = None) -> Any:
         """``real`` as a traced value with a new slot (``where``: an input's origin)."""
         t = Traced(real, self._count, self)
-        self._values.append(t)
         if where is not None:
             self.inputs[t.slot] = where
         self.sizes[t.slot] = getattr(real, "nbytes", 0)
@@ -88,10 +89,20 @@ class Trace:
 
     def call(self, fn: Any, args: tuple, kwargs: dict, form: Any = "call") -> Any:
         """Call ``fn`` on the real values of ``args`` and ``kwargs``, note the call, and return its result traced."""
-        result = fn(*_real(args), **_real(kwargs))
+        if self.closed:  # a traced value kept after the capture (an op stored it outside its context): compute only
+            return fn(*_real(args), **_real(kwargs))
+        try:
+            result = fn(*_real(args), **_real(kwargs))
+        except BaseException:
+            self.stop(f"a call raised ({_name(fn)}): the op may catch it and branch")
+            raise
+        args, kwargs = _snapshot(args), _snapshot(kwargs)  # (a list changed later must not change the call)
         self._check_arguments((args, kwargs))
-        if np.geterr() != self._errstate:
-            self.stop("it changes NumPy's error handling (np.errstate)")
+        self.check_errstate()
+        if (_name(fn) in _VALUE_SHAPED and not (_name(fn) == "where" and len(args) == 3)) or (
+                form == "getitem" and _value_shaped_index(args[1])):
+            self.stop(f"{'indexing with a mask' if form == 'getitem' else _name(fn)} gives a result whose shape "
+                      "depends on the values")
         if result is None:
             self.calls.append((None, fn, args, kwargs, form))
             return None
@@ -102,6 +113,10 @@ class Trace:
         traced = self.value(result)
         self.calls.append((traced.slot, fn, args, kwargs, form))
         return traced
+
+    def check_errstate(self) -> None:
+        if np.geterr() != self._errstate:
+            self.stop("it changes NumPy's error handling (np.errstate)")
 
     def read(self, t: Traced, how: str) -> Any:
         """A traced value read on the host: the op may branch on it, so it is not lowered."""
@@ -139,8 +154,24 @@ class Namespace:
             return attr
         if isinstance(attr, type) or not callable(attr):
             return attr
-        trace = self._trace
-        return lambda *args, **kwargs: trace.call(attr, args, kwargs)
+        return _Call(attr, self._trace)
+
+
+class _Call:
+    """A NumPy function (or ufunc) seen through ``Namespace``: calls go through ``Trace.call``, and so do a ufunc's
+    methods (``xp.add.at``, ``xp.add.reduce``); its other attributes (``nin``, ``__name__``) are the function's."""
+
+    def __init__(self, fn: Any, trace: Trace):
+        self._fn, self._trace = fn, trace
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._trace.call(self._fn, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._fn, name)
+        if isinstance(self._fn, np.ufunc) and callable(attr) and not isinstance(attr, type):
+            return _Call(attr, self._trace)
+        return attr
 
 
 class Traced:
@@ -200,6 +231,30 @@ class Traced:
     def __iter__(self) -> Any:
         return iter(self.trace.read(self, "iteration"))
 
+    def __round__(self, ndigits: Any = None) -> Any:
+        return round(self.trace.read(self, "round()"), ndigits)
+
+    def __floor__(self) -> Any:
+        return math.floor(self.trace.read(self, "math.floor"))
+
+    def __ceil__(self) -> Any:
+        return math.ceil(self.trace.read(self, "math.ceil"))
+
+    def __trunc__(self) -> Any:
+        return math.trunc(self.trace.read(self, "math.trunc"))
+
+    def __format__(self, spec: str) -> str:
+        return format(self.trace.read(self, "format()"), spec)
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self.trace.read(self, "in")
+
+    def __divmod__(self, other: Any) -> Any:
+        return self.trace.call(divmod, (self, other), {})  # (a tuple of arrays: not lowered)
+
+    def __rdivmod__(self, other: Any) -> Any:
+        return self.trace.call(divmod, (other, self), {})
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return np.asarray(self.trace.read(self, "numpy.asarray"), dtype=dtype)
 
@@ -255,10 +310,39 @@ def _same_arguments(a: Any, b: Any) -> bool:
         return _same_arguments((a.start, a.stop, a.step), (b.start, b.stop, b.step))
     if isinstance(a, np.ndarray):
         return a is b  # (the backend's vector of ones: the same object)
+    if isinstance(a, (float, np.floating)):  # (0.0 == -0.0, and NaN != NaN)
+        return a == b and np.signbit(a) == np.signbit(b) or (a != a and b != b)
     try:
         return bool(a == b)
     except Exception:  # noqa: BLE001 - values without a usable ==
         return a is b
+
+
+def _snapshot(value: Any) -> Any:
+    """Lists, dicts and sets inside a call's arguments copied, so that the call keeps the values it was made with
+    (their leaves, traced values and arrays, are kept as they are)."""
+    if value.__class__ is tuple:
+        return tuple(_snapshot(v) for v in value)
+    if isinstance(value, list):
+        return [_snapshot(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, (set, bytearray)):
+        return copy.copy(value)
+    return value
+
+
+#: NumPy functions whose result's shape depends on the values of their input (the op may read it as a constant)
+_VALUE_SHAPED = frozenset({"nonzero", "flatnonzero", "argwhere", "unique", "unique_values", "unique_counts",
+                           "unique_inverse", "unique_all", "compress", "extract", "trim_zeros", "where"})
+
+
+def _value_shaped_index(index: Any) -> bool:
+    """An index whose result's shape depends on values: a boolean mask, or a slice with a traced bound."""
+    for v in _leaves(index if isinstance(index, tuple) else (index,)):
+        if isinstance(v, (Traced, np.ndarray)) and np.dtype(getattr(v, "dtype", None) or np.int64) == np.bool_:
+            return True
+    return any(isinstance(i, slice) and _has_traced(i) for i in (index if isinstance(index, tuple) else (index,)))
 
 
 def slots_used(calls: list) -> set[int]:
@@ -321,9 +405,6 @@ def _has_traced(value: Any) -> bool:
 def _real(value: Any) -> Any:
     """``value`` with every traced value replaced by its real one (through tuples, lists, dicts and slices)."""
     if value.__class__ is Traced:
-        if value.trace.closed:
-            raise RuntimeError("an array traced while tinygrad_edu.jit captured a call was kept and used after the "
-                               "capture (an op stored it outside its context)")
         return value.value
     if isinstance(value, tuple):
         return tuple(_real(v) for v in value) if value.__class__ is tuple else type(value)(*map(_real, value))
@@ -356,6 +437,7 @@ def traced_forward(cls: type, traces: dict, ctx: Any, /, *arrays: Any, **kwargs:
         out = cls.forward(ctx, *traced, **options)
     finally:
         ctx.xp = xp
+    trace.check_errstate()
     trace.forward_calls, trace.forward_slots = len(trace.calls), trace.slots
     # the engine calls ctx.backward(ctx, g): an attribute of the instance comes before the class's staticmethod
     ctx.backward = lambda ctx, *grads: _traced_backward(cls, trace, ctx, grads)
@@ -373,7 +455,10 @@ def _traced_backward(cls: type, trace: Trace, ctx: Any, grads: tuple) -> Any:
         results = cls.backward(ctx, *traced)
     finally:
         ctx.xp = xp
+    trace.check_errstate()
     as_tuple = results if results.__class__ is tuple else (results,)
+    real = [r.value for r in as_tuple if isinstance(r, Traced)]
+    trace.aliased = len({id(r) for r in real}) < len(real)  # one array for two inputs: the engine copies it
     slots = []
     for r in as_tuple:
         if r is None:
@@ -398,7 +483,4 @@ def untrace(trace: Trace) -> None:
     for key, value in list(ctx.__dict__.items()):
         if key != "parents":
             setattr(ctx, key, _real(value))
-    trace.closed = True
-    for t in trace._values:  # the trace keeps its calls (slots, functions, constants), not the step's arrays
-        t.value = None
-    trace._values = []
+    trace.closed = True  # (a traced value an op kept elsewhere goes on computing, and notes nothing)

@@ -39,6 +39,8 @@ class BackwardHookIdentity(Function):
     """y = x, whose backward hands dL/dy to ``on_grad`` (a ``_BackwardHookState`` method) and returns what it
     returns: the points where a module's full backward hooks see, and may replace, its gradients."""
 
+    lowerable = False  # its backward calls the user's hooks (Python): a replay calls it whole
+
     @staticmethod
     def forward(ctx, x, on_grad=None):
         ctx.on_grad = on_grad
