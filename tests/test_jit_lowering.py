@@ -205,9 +205,9 @@ def test_a_kernel_call_is_one_call_of_the_lowered_op():
     assert "matmul_accumulate_" in jitted.source  # the compiled float16 kernel, called once per product
 
 
-def _compare(op, values, **kwargs):
+def _compare(op, values, before=None, **kwargs):
     """The op applied to each of ``values`` (one array per call) eagerly and jitted: outputs and gradients bit for
-    bit. Returns the jitted function."""
+    bit (``before(k)`` runs before call k). Returns the jitted function."""
     def step(x):
         y = op.apply(x, **kwargs)
         (y * y).sum().backward()
@@ -217,7 +217,9 @@ def _compare(op, values, **kwargs):
     for use_jit in (False, True):
         run = jit(step) if use_jit else step
         out = []
-        for v in values:
+        for k, v in enumerate(values):
+            if before is not None:
+                before(k)
             x = Tensor(np.array(v, dtype=np.float64), requires_grad=True)
             out.append((run(x).numpy().copy(), x.grad.numpy().copy()))
         runs.append(out)
@@ -304,24 +306,7 @@ def test_a_list_argument_changed_between_calls_is_not_frozen():
     def choose(k):
         chosen[:] = [k % 3, (k + 1) % 3]
 
-    op = _op(pick_forward, pick_backward)
-
-    def step(x):
-        y = op.apply(x)
-        (y * y).sum().backward()
-        return y
-
-    runs = []
-    for use_jit in (False, True):
-        run = jit(step) if use_jit else step
-        out = []
-        for k in range(5):
-            choose(k)
-            x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
-            out.append((run(x).numpy().copy(), x.grad.numpy().copy()))
-        runs.append(out)
-    for (y_e, g_e), (y_j, g_j) in zip(*runs):
-        assert np.array_equal(y_e, y_j) and np.array_equal(g_e, g_j)
+    run = _compare(_op(pick_forward, pick_backward), [[1.0, 2.0, 3.0]] * 5, before=choose)
     assert "traced different array calls" in _whole_because(run)
 
 
