@@ -344,3 +344,73 @@ def test_an_array_an_op_keeps_outside_its_context_goes_on_working():
         assert np.array_equal(jitted(Tensor(np.full(3, float(k)), requires_grad=True)).numpy(), k + np.arange(3.0))
     assert "another op" in _whole_because(jitted)
     assert np.array_equal(op.apply(Tensor(np.zeros(3))).numpy(), [0.0, 1.0, 2.0])  # eagerly, after the jit
+
+
+def test_computed_counts_and_sizes_are_not_frozen():
+    def balanced_forward(ctx, x, labels):  # one weight per class present: bincount's length is the largest label + 1
+        counts = ctx.xp.bincount(ctx.xp.astype(labels, ctx.xp.int64))
+        ctx.scale = 1.0 / counts.size
+        return x * ctx.scale
+
+    op = _op(balanced_forward, lambda ctx, g: (g * ctx.scale, None))
+
+    def step(x, labels):
+        y = op.apply(x, labels)
+        y.sum().backward()
+        return y
+
+    jitted = jit(step)
+    for labels in ([0, 1, 0, 1], [0, 1, 1, 0], [0, 3, 1, 2], [0, 0, 0, 0], [5, 0, 1, 2]):
+        x = Tensor(np.ones(4), requires_grad=True)
+        y = jitted(x, Tensor(np.array(labels, dtype=np.float64)))
+        assert np.array_equal(y.numpy(), np.ones(4) / (max(labels) + 1))
+    assert "bincount gives a result whose shape depends on the values" in _whole_because(jitted)
+
+
+def test_an_index_array_in_an_option_is_compared_by_identity():
+    def step(x, index):
+        y = x[index]
+        (y * y).sum().backward()
+        return y
+
+    jitted, data = jit(step), np.arange(12.0).reshape(4, 3)
+    with pytest.warns(JitWarning, match="other options"):  # (an index made anew at each call: runs eagerly)
+        for k in (1, 1, 2, 3, 0):  # one element: == between two such arrays says True, whatever they hold
+            x = Tensor(data, requires_grad=True)
+            assert np.array_equal(jitted(x, Tensor(np.array([k]))).numpy(), data[[k]])
+            assert np.array_equal(x.grad.numpy()[k], 2 * data[k])
+
+
+def test_the_callers_error_handling_holds_after_an_errstate_block_in_the_step():
+    def step(x):
+        with np.errstate(divide="ignore"):
+            y = x * 2
+        loss = (y * y).sum()  # overflows float32
+        loss.backward()
+        return loss
+
+    jitted = jit(step)
+    with np.errstate(over="ignore"):
+        for _ in range(3):
+            jitted(Tensor(np.full(3, 1e20, np.float32), requires_grad=True))
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):  # as eagerly
+        jitted(Tensor(np.full(3, 1e20, np.float32), requires_grad=True))
+    assert jitted.stats["replays"] == 2
+
+
+def test_a_bfloat16_convolution_is_replayed():
+    tg.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, padding=1).bfloat16()
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 2, 5, 5))).bfloat16()
+
+    def step(x):
+        conv.zero_grad()
+        loss = conv(x).float().sum()
+        loss.backward()
+        return loss
+
+    eager = [step(x).numpy().copy(), conv.weight.grad.float().numpy().copy()]
+    jitted = jit(step, strict=True)
+    for _ in range(4):
+        assert np.array_equal(jitted(x).numpy(), eager[0])
+        assert np.array_equal(conv.weight.grad.float().numpy(), eager[1])

@@ -110,11 +110,13 @@ class _Program:
                 self.externals.append(value)
             return ("ext", ext_index[id(value)])
 
-        previous = np.geterr()  # where NumPy's error handling changes (np.errstate in the step), the replay sets it
-        self.errstates: list[dict | None] = []
-        for entry, errstate in zip(recording.program, recording.errstates):
-            self.errstates.append(None if errstate == previous else errstate)
-            previous = errstate
+        # where NumPy's error handling changes (np.errstate in the step), the replay changes the caller's the same way
+        ambient, previous = recording.ambient, {}
+        self.errstates: list[dict | None] = []  # per entry: None (no change), else its settings that differ from
+        for entry, errstate in zip(recording.program, recording.errstates):  # the caller's at capture
+            delta = {key: value for key, value in errstate.items() if ambient.get(key) != value}
+            self.errstates.append(None if delta == previous else delta)
+            previous = delta
             if entry[0] == "op":
                 _, cls, ctx, op_args, kwargs, out = entry
                 refs = tuple(ref(a) for a in op_args)
@@ -238,9 +240,9 @@ class _Program:
         (``self.source`` holds the text). A lowered op is written as the array calls it made (``lowering.py``), any
         other as one call of its ``forward`` and ``backward``. The arrays of parameters and buffers are read when an
         op uses them, since host calls may replace them (``copy_master_to_model``)."""
-        names: dict[str, Any] = {"Tensor": Tensor, "seterr": np.seterr, "_normalize": _normalize, "_fit": engine._fit,
-                                 "_one_per_input": engine._one_per_input, "_unaliased": engine._unaliased,
-                                 "_wrap": Tensor._wrap}
+        names: dict[str, Any] = {"Tensor": Tensor, "seterr": np.seterr, "geterr": np.geterr, "_normalize": _normalize,
+                                 "_fit": engine._fit, "_one_per_input": engine._one_per_input,
+                                 "_unaliased": engine._unaliased, "_wrap": Tensor._wrap}
         lines = ["def replay(args):"]
 
         def emit(text: str, depth: int = 1) -> None:
@@ -267,7 +269,7 @@ class _Program:
         self._freed: dict[int, set[str]] = {}  # op -> its variables deleted so far
         for step, errstate in zip(self.steps, self.errstates):
             if errstate is not None:
-                emit(f"seterr(**{name('S', errstate)})")
+                emit(f"seterr(**{{**outer, **{name('S', errstate)}}})")
             if step[0] == "op":
                 k = step[1]
                 cls, ctx, refs, kwargs, shape, dtype = self.ops[k]
@@ -296,6 +298,8 @@ class _Program:
                           f"E{i}._data.dtype == {name('D', dtype)}")
         for buffer, array in self.array_guards:  # batchnorm's running statistics: written in place by the replay
             guards.append(f"{name('U', buffer)}._data is {name('R', array)}")
+        if any(e is not None for e in self.errstates):
+            lines.insert(1, "    outer = geterr()  # the caller's error handling")
         lines[:0] = ["def valid():", "    return (" + "\n            and ".join(guards) + ")", ""]
         names["_hooks"] = hooks
         outputs = sorted({i for kind, i in _tensor_refs(self.result) if kind == "op"})
@@ -570,6 +574,14 @@ def _same_refs(a: tuple, b: tuple) -> bool:
 def _same_value(a: Any, b: Any) -> bool:
     if hasattr(a, "shape") or hasattr(b, "shape") or isinstance(a, Tensor) or isinstance(b, Tensor):
         return a is b  # arrays and tensors: the same object (an array made anew at each call is not a constant)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (tuple, list)):  # (an index tuple holding an array: the array by identity)
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, slice):
+        return _same_value((a.start, a.stop, a.step), (b.start, b.stop, b.step))
     try:
         return bool(a == b) and type(a) is type(b)
     except Exception:  # noqa: BLE001 - values without a usable ==

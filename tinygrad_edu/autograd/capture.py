@@ -36,6 +36,7 @@ class Recording:
     def __init__(self) -> None:
         self.program: list[tuple] = []
         self.errstates: list[dict] = []  # NumPy's floating-point error handling at each entry (np.errstate blocks)
+        self.ambient = np.geterr()  # ... and the caller's, around the call
         self.reasons: list[str] = []  # why this call cannot be replayed (empty: it can)
         self.modules: dict[int, Any] = {}  # id -> a module whose forward ran (its training flag is a guard)
         self.paused = 0  # > 0 inside a host call: its ops are its own business

@@ -52,6 +52,7 @@ class Trace:
         self.calls: list[tuple] = []
         self.inputs: dict[int, tuple] = {}
         self.sizes: dict[int, int] = {}  # slot -> bytes of its value (the replay frees large ones after last use)
+        self.shapes: dict[int, tuple] = {}  # slot -> the shape of a call's result
         self.out: int | None = None  # the slot forward returned
         self.results: tuple | None = None  # backward's results: a slot, or None, per input
         self.forward_calls = 0  # calls[:forward_calls] are the forward's, the rest the backward's
@@ -99,10 +100,9 @@ class Trace:
         args, kwargs = _snapshot(args), _snapshot(kwargs)  # (a list changed later must not change the call)
         self._check_arguments((args, kwargs))
         self.check_errstate()
-        if (_name(fn) in _VALUE_SHAPED and not (_name(fn) == "where" and len(args) == 3)) or (
-                form == "getitem" and _value_shaped_index(args[1])):
-            self.stop(f"{'indexing with a mask' if form == 'getitem' else _name(fn)} gives a result whose shape "
-                      "depends on the values")
+        why = _value_shaped(fn, args, kwargs, form)
+        if why is not None:
+            self.stop(f"{why} gives a result whose shape depends on the values")
         if result is None:
             self.calls.append((None, fn, args, kwargs, form))
             return None
@@ -111,6 +111,7 @@ class Trace:
                 self.stop(f"{_name(fn)} returned a {type(result).__name__} computed from its arrays")
             return result
         traced = self.value(result)
+        self.shapes[traced.slot] = result.shape  # (compared between the two captures)
         self.calls.append((traced.slot, fn, args, kwargs, form))
         return traced
 
@@ -196,6 +197,9 @@ class Traced:
     def __getattr__(self, name: str) -> Any:  # attributes and methods (reshape, astype, sum, T...)
         if name in _CONSTANT_ATTRIBUTES:
             return getattr(self.value, name)
+        if name in ("__array_struct__", "__array_interface__"):  # NumPy reading the memory: it falls back to
+            self.trace.read(self, "numpy.asarray")                  # __array__, which keeps ml_dtypes' dtypes
+            raise AttributeError(name)
         if name in _LAYOUT_ATTRIBUTES or name.startswith("__"):
             return getattr(self.trace.read(self, name), name)
         attr = getattr(type(self.value), name)
@@ -290,7 +294,7 @@ for _name_, _symbol in [("neg", "-"), ("pos", "+"), ("abs", "abs"), ("invert", "
 
 def same(a: Trace, b: Trace) -> bool:
     """The two traces made the same calls: the same functions, on the same slots and the same constants."""
-    return (a.reason is None and b.reason is None and a.inputs == b.inputs and a.out == b.out
+    return (a.reason is None and b.reason is None and a.inputs == b.inputs and a.out == b.out and a.shapes == b.shapes
             and a.results == b.results and a.forward_calls == b.forward_calls and len(a.calls) == len(b.calls)
             and all(x[0] == y[0] and (x[1] is y[1] or x[1] == y[1]) and x[4] == y[4]  # (np.add.reduce: equal)
                     and _same_arguments(x[2:4], y[2:4])
@@ -332,17 +336,33 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-#: NumPy functions whose result's shape depends on the values of their input (the op may read it as a constant)
+#: NumPy functions (and methods) whose result's shape depends on the values of their input: the op might read that
+#: shape as a constant of the capture
 _VALUE_SHAPED = frozenset({"nonzero", "flatnonzero", "argwhere", "unique", "unique_values", "unique_counts",
-                           "unique_inverse", "unique_all", "compress", "extract", "trim_zeros", "where"})
+                           "unique_inverse", "unique_all", "compress", "extract", "trim_zeros", "bincount",
+                           "setdiff1d", "intersect1d", "union1d", "setxor1d", "delete", "insert", "histogram",
+                           "histogram_bin_edges", "histogram2d", "histogramdd"})
 
 
-def _value_shaped_index(index: Any) -> bool:
-    """An index whose result's shape depends on values: a boolean mask, or a slice with a traced bound."""
-    for v in _leaves(index if isinstance(index, tuple) else (index,)):
-        if isinstance(v, (Traced, np.ndarray)) and np.dtype(getattr(v, "dtype", None) or np.int64) == np.bool_:
-            return True
-    return any(isinstance(i, slice) and _has_traced(i) for i in (index if isinstance(index, tuple) else (index,)))
+def _value_shaped(fn: Any, args: tuple, kwargs: dict, form: Any) -> str | None:
+    """What makes this call's result shape depend on values (None: its shape follows from the shapes alone)."""
+    name = _name(fn)
+    if name in _VALUE_SHAPED or (name == "where" and len(args) + len(kwargs) == 1):
+        return name
+    if name == "repeat" and _has_traced((args[1:], kwargs)):
+        return "repeat with computed counts"
+    if form in ("getitem", "setitem"):
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        if any(isinstance(v, (Traced, np.ndarray)) and v.dtype == np.bool_ for v in _leaves(index)):
+            return "indexing with a mask" if form == "getitem" else None
+        if any(isinstance(i, slice) and _has_traced(i) for i in index):
+            return "a slice with a computed bound"
+        return None
+    if not isinstance(fn, np.ufunc) and getattr(fn, "__self__", None).__class__ is not np.ufunc and any(
+            isinstance(v, Traced) and isinstance(v.value, np.generic) and v.value.dtype.kind in "biu"
+            for v in _leaves((args, kwargs))):  # a computed integer as a size or a count: np.zeros(n), reshape(n)
+        return f"{name} given a computed integer"
+    return None
 
 
 def slots_used(calls: list) -> set[int]:
