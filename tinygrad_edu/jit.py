@@ -240,9 +240,10 @@ class _Program:
         (``self.source`` holds the text). A lowered op is written as the array calls it made (``lowering.py``), any
         other as one call of its ``forward`` and ``backward``. The arrays of parameters and buffers are read when an
         op uses them, since host calls may replace them (``copy_master_to_model``)."""
-        names: dict[str, Any] = {"Tensor": Tensor, "seterr": np.seterr, "geterr": np.geterr, "_normalize": _normalize,
-                                 "_fit": engine._fit, "_one_per_input": engine._one_per_input,
-                                 "_unaliased": engine._unaliased, "_wrap": Tensor._wrap}
+        names: dict[str, Any] = {"seterr": np.seterr, "geterr": np.geterr, "_normalize": _normalize, "_fit": engine._fit,
+                                 "_one_per_input": engine._one_per_input, "_unaliased": engine._unaliased,
+                                 "_wrap": Tensor._wrap}
+        self.sets_errstate = any(e is not None for e in self.errstates)
         lines = ["def replay(args):"]
 
         def emit(text: str, depth: int = 1) -> None:
@@ -298,7 +299,7 @@ class _Program:
                           f"E{i}._data.dtype == {name('D', dtype)}")
         for buffer, array in self.array_guards:  # batchnorm's running statistics: written in place by the replay
             guards.append(f"{name('U', buffer)}._data is {name('R', array)}")
-        if any(e is not None for e in self.errstates):
+        if self.sets_errstate:
             lines.insert(1, "    outer = geterr()  # the caller's error handling")
         lines[:0] = ["def valid():", "    return (" + "\n            and ".join(guards) + ")", ""]
         names["_hooks"] = hooks
@@ -308,7 +309,6 @@ class _Program:
         namespace = dict(names)
         exec(compile(self.source, f"<tinygrad_edu.jit replay of {len(self.ops)} ops>", "exec"), namespace)  # noqa: S102
         self._replay, self.valid = namespace["replay"], namespace["valid"]
-        self.sets_errstate = any(e is not None for e in self.errstates)
         self.lowered_calls = {k: len(t.calls) for k, t in enumerate(self.traces) if t is not None}
         self.traces = [None] * len(self.traces)  # (the traces hold the captured call's arrays: let them go)
         self._vars, self._freed = {}, {}
@@ -572,20 +572,15 @@ def _same_refs(a: tuple, b: tuple) -> bool:
 
 
 def _same_value(a: Any, b: Any) -> bool:
+    return lowering.same_value(a, b, _same_object)
+
+
+def _same_object(a: Any, b: Any) -> bool | None:
+    """Arrays and tensors are the same value when they are the same object (an array made anew at each call is not a
+    constant); other values are compared by ``lowering.same_value``."""
     if hasattr(a, "shape") or hasattr(b, "shape") or isinstance(a, Tensor) or isinstance(b, Tensor):
-        return a is b  # arrays and tensors: the same object (an array made anew at each call is not a constant)
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, (tuple, list)):  # (an index tuple holding an array: the array by identity)
-        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
-    if isinstance(a, slice):
-        return _same_value((a.start, a.stop, a.step), (b.start, b.stop, b.step))
-    try:
-        return bool(a == b) and type(a) is type(b)
-    except Exception:  # noqa: BLE001 - values without a usable ==
         return a is b
+    return None
 
 
 def _structure(result: Any, ref: Callable, reasons: list[str]) -> Any:

@@ -44,7 +44,7 @@ class Recording:
 
     def forward(self, cls: type, ctx: Any) -> Callable:
         """The forward ``Function.apply`` runs: on NumPy, traced (``lowering.traced_forward``), else the op's own."""
-        if self.paused or not cls.lowerable or not lowering.lowerable(ctx.backend):
+        if self.paused or not cls.lowerable or not lowering.traceable(ctx.backend):
             return cls.forward
         return functools.partial(lowering.traced_forward, cls, self.traces)
 

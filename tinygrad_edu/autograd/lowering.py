@@ -297,43 +297,60 @@ def same(a: Trace, b: Trace) -> bool:
     return (a.reason is None and b.reason is None and a.inputs == b.inputs and a.out == b.out and a.shapes == b.shapes
             and a.results == b.results and a.forward_calls == b.forward_calls and len(a.calls) == len(b.calls)
             and all(x[0] == y[0] and (x[1] is y[1] or x[1] == y[1]) and x[4] == y[4]  # (np.add.reduce: equal)
-                    and _same_arguments(x[2:4], y[2:4])
+                    and same_value(x[2:4], y[2:4], _same_argument)
                     for x, y in zip(a.calls, b.calls)))
 
 
-def _same_arguments(a: Any, b: Any) -> bool:
-    if isinstance(a, Traced) or isinstance(b, Traced):
-        return isinstance(a, Traced) and isinstance(b, Traced) and a.slot == b.slot
+def same_value(a: Any, b: Any, leaf: Any) -> bool:
+    """``a`` and ``b`` are the same value: ``leaf(a, b)`` decides where it can (True or False, None: undecided), else
+    tuples, lists, dicts and slices are compared item by item, other values of one type with ``==``."""
+    decided = leaf(a, b)
+    if decided is not None:
+        return decided
     if type(a) is not type(b):
         return False
     if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(_same_arguments(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_value(x, y, leaf) for x, y in zip(a, b))
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_arguments(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same_value(a[k], b[k], leaf) for k in a)
     if isinstance(a, slice):
-        return _same_arguments((a.start, a.stop, a.step), (b.start, b.stop, b.step))
-    if isinstance(a, np.ndarray):
-        return a is b  # (the backend's vector of ones: the same object)
-    if isinstance(a, (float, np.floating)):  # (0.0 == -0.0, and NaN != NaN)
-        return a == b and np.signbit(a) == np.signbit(b) or (a != a and b != b)
+        return same_value((a.start, a.stop, a.step), (b.start, b.stop, b.step), leaf)
     try:
         return bool(a == b)
     except Exception:  # noqa: BLE001 - values without a usable ==
         return a is b
 
 
+def _same_argument(a: Any, b: Any) -> bool | None:
+    """``same_value``'s leaves for two traces' calls: traced values by slot, arrays (the backend's vectors of ones)
+    by identity, floats exactly (0.0 == -0.0, and NaN != NaN)."""
+    if isinstance(a, Traced) or isinstance(b, Traced):
+        return isinstance(a, Traced) and isinstance(b, Traced) and a.slot == b.slot
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is b
+    if type(a) is type(b) and isinstance(a, (float, np.floating)):
+        return bool(a == b and np.signbit(a) == np.signbit(b) or (a != a and b != b))
+    return None
+
+
+def _map(value: Any, leaf: Any) -> Any:
+    """``value`` rebuilt through tuples (named ones too), lists, dicts and slices, ``leaf`` applied to the rest."""
+    if isinstance(value, tuple):
+        items = [_map(v, leaf) for v in value]
+        return tuple(items) if value.__class__ is tuple else type(value)(*items)
+    if isinstance(value, list):
+        return [_map(v, leaf) for v in value]
+    if isinstance(value, dict):
+        return {k: _map(v, leaf) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(*(_map(v, leaf) for v in (value.start, value.stop, value.step)))
+    return leaf(value)
+
+
 def _snapshot(value: Any) -> Any:
     """Lists, dicts and sets inside a call's arguments copied, so that the call keeps the values it was made with
     (their leaves, traced values and arrays, are kept as they are)."""
-    if value.__class__ is tuple:
-        return tuple(_snapshot(v) for v in value)
-    if isinstance(value, list):
-        return [_snapshot(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _snapshot(v) for k, v in value.items()}
-    if isinstance(value, (set, bytearray)):
-        return copy.copy(value)
-    return value
+    return _map(value, lambda v: copy.copy(v) if isinstance(v, (set, bytearray)) else v)
 
 
 #: NumPy functions (and methods) whose result's shape depends on the values of their input: the op might read that
@@ -426,21 +443,17 @@ def _real(value: Any) -> Any:
     """``value`` with every traced value replaced by its real one (through tuples, lists, dicts and slices)."""
     if value.__class__ is Traced:
         return value.value
-    if isinstance(value, tuple):
-        return tuple(_real(v) for v in value) if value.__class__ is tuple else type(value)(*map(_real, value))
-    if isinstance(value, list):
-        return [_real(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _real(v) for k, v in value.items()}
-    if isinstance(value, slice):
-        return slice(_real(value.start), _real(value.stop), _real(value.step))
-    return value
+    return _map(value, _real_leaf)
+
+
+def _real_leaf(value: Any) -> Any:
+    return value.value if value.__class__ is Traced else value
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # tracing one op (called by Function.apply and, through the context, by the engine's backward walk)
 # ------------------------------------------------------------------------------------------------------------------
-def lowerable(backend: Any) -> bool:
+def traceable(backend: Any) -> bool:
     """Ops of this backend can be lowered: its arrays are NumPy's (the protocols ``Traced`` relies on)."""
     return backend.xp is np
 
@@ -465,8 +478,6 @@ def traced_forward(cls: type, traces: dict, ctx: Any, /, *arrays: Any, **kwargs:
 
 
 def _traced_backward(cls: type, trace: Trace, ctx: Any, grads: tuple) -> Any:
-    if trace.closed:
-        return cls.backward(ctx, *grads)
     if trace.results is not None or len(grads) != 1:
         trace.stop("its backward runs more than once in the step")
     traced = [trace.value(g, ("grad",)) if isinstance(g, np.ndarray) else g for g in grads]
